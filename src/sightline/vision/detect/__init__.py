@@ -1,0 +1,38 @@
+"""Face detectors, one file per backend, registered by name in ``detectors``."""
+
+from __future__ import annotations
+
+import abc
+import importlib
+
+from sightline.registry import Registry
+from sightline.types import Faces, Image
+
+_BACKEND_MODULES = ("hog", "mmod_dlib", "mmod_onnx")
+
+
+def _load() -> None:
+    for mod in _BACKEND_MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{mod}")
+        except ModuleNotFoundError as exc:  # a backend whose runtime is absent stays unregistered
+            if exc.name and exc.name.startswith("sightline"):
+                raise
+
+
+class FaceDetector(abc.ABC):
+    """Finds faces in an RGB image.
+
+    ``detect(image)`` takes (H, W, 3) uint8 RGB and returns ``Faces`` with ``xyxy`` in that image's
+    pixels and ``kps=None``. Implementations are stateless between calls (safe to reuse, not
+    necessarily thread-safe) and load their model in ``__init__``.
+    """
+
+    name: str = "?"
+
+    @abc.abstractmethod
+    def detect(self, image: Image) -> Faces: ...
+
+
+#: name -> FaceDetector subclass; constructors take ``(upsample: int, **backend_options)``.
+detectors: Registry[type[FaceDetector]] = Registry("detector", loader=_load)
