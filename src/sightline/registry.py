@@ -12,8 +12,13 @@ through the optional ``loader`` so that nothing heavy runs at ``import sightline
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import logging
+import pkgutil
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -59,3 +64,19 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         self._ensure_loaded()
         return sorted(self._items)
+
+
+def import_backends(package: str, path: Iterable[str]) -> None:
+    """Import every module of a backend package so that its ``@register`` decorators run.
+
+    A backend whose third-party runtime is not installed (say ``onnxruntime``) is skipped and
+    logged; an import error inside Sightline itself is a bug and propagates.
+    """
+    for info in pkgutil.iter_modules(list(path)):
+        name = f"{package}.{info.name}"
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] == "sightline":
+                raise
+            logger.info("backend %s not available: %s", name, exc)

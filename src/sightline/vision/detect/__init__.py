@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import abc
-import importlib
 
 from sightline.registry import Registry
 from sightline.types import Faces, Image
 
-_BACKEND_MODULES = ("hog", "mmod_dlib", "mmod_onnx")
-
 
 def _load() -> None:
-    for mod in _BACKEND_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:  # a backend whose runtime is absent stays unregistered
-            if exc.name and exc.name.startswith("sightline"):
-                raise
+    from sightline.registry import import_backends
+
+    import_backends(__name__, __path__)
 
 
 class FaceDetector(abc.ABC):

@@ -7,7 +7,6 @@ threshold only means something for the model that produced the scores.
 from __future__ import annotations
 
 import abc
-import importlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,16 +14,11 @@ import numpy as np
 from sightline.registry import Registry
 from sightline.types import F32, Chip
 
-_BACKEND_MODULES = ("dlib_resnet", "onnx_resnet")
-
 
 def _load() -> None:
-    for mod in _BACKEND_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("sightline"):
-                raise
+    from sightline.registry import import_backends
+
+    import_backends(__name__, __path__)
 
 
 class Embedder(abc.ABC):

@@ -1,0 +1,227 @@
+"""FaceEngine: detect -> landmarks -> align -> embed, one object built from ``EngineConfig``.
+
+    engine = FaceEngine.from_config(EngineConfig(backend="dlib"))
+    faces = engine.analyze(image)            # list[FaceRecord], largest face first
+    sims = faces[0].embedding @ other.T      # cosine similarity, higher is closer
+
+Models load in the constructor (once); the engine holds no per-image state. It is not
+thread-safe: give each worker thread its own engine.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from sightline.config import EngineConfig
+from sightline.types import F32, FaceRecord, Faces, Image
+from sightline.vision import align, quality
+from sightline.vision.detect import FaceDetector, detectors
+from sightline.vision.embed import Embedder, embedders
+from sightline.vision.landmarks import Landmarker
+
+if TYPE_CHECKING:
+    from sightline.vision.calibration import Calibration
+
+logger = logging.getLogger(__name__)
+
+#: longest image side (pixels) the detector scans; larger photos are scanned downscaled and the
+#: boxes mapped back (landmarks and chips still come from the full-resolution image).
+DETECT_MAX_SIDE = 1600
+
+
+def resolve_backend(requested: Literal["auto", "dlib", "onnx"]) -> Literal["dlib", "onnx"]:
+    """'auto' -> 'onnx' when its backend is registered (onnxruntime importable), else 'dlib'."""
+    if requested != "auto":
+        return requested
+    return "onnx" if "onnx" in embedders.names() else "dlib"
+
+
+def l2_normalize(x: F32) -> F32:
+    """Rows scaled to unit length; (N, D) float32. Zero rows stay zero."""
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(n, 1e-12)).astype(np.float32)
+
+
+class FaceEngine:
+    """The face pipeline. Build with :meth:`from_config`; stages are injectable for tests."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        landmarker: Landmarker,
+        embedder: Embedder,
+        config: EngineConfig,
+        fallback_detector: FaceDetector | None = None,
+    ) -> None:
+        self.detector = detector
+        self.landmarker = landmarker
+        self.embedder = embedder
+        self.config = config
+        self.fallback_detector = fallback_detector
+
+    @classmethod
+    def from_config(cls, config: EngineConfig | None = None) -> FaceEngine:
+        cfg = config or EngineConfig()
+        backend = resolve_backend(cfg.backend)
+        try:
+            embedder = embedders.get(backend)(threads=cfg.threads, batch_size=cfg.batch_size)
+        except Exception:
+            if cfg.backend != "auto" or backend == "dlib":
+                raise
+            logger.warning("onnx backend unavailable, using the dlib reference backend", exc_info=True)
+            backend = "dlib"
+            embedder = embedders.get("dlib")()
+        det_name = "hog" if cfg.detector == "hog" else f"mmod-{backend}"
+        detector = detectors.get(det_name)(upsample=cfg.upsample, threads=cfg.threads)
+        fallback = None
+        if cfg.fallback_detector == "mmod" and cfg.detector != "mmod":
+            fallback = _LazyDetector(f"mmod-{backend}", upsample=cfg.upsample, threads=cfg.threads)
+        logger.info("face engine: detector=%s embedder=%s provider=%s", det_name, backend, embedder.provider)
+        return cls(detector, Landmarker(), embedder, cfg, fallback)
+
+    # ---- facts about the model -------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        """Model family of the descriptors (templates of different models never mix)."""
+        return self.embedder.model
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    @property
+    def backend(self) -> str:
+        return self.embedder.name
+
+    @property
+    def provider(self) -> str:
+        return self.embedder.provider
+
+    @functools.cached_property
+    def calibration(self) -> Calibration:
+        """Impostor-score calibration of this model: default threshold and similarity -> est. FMR."""
+        from sightline.vision.calibration import load_builtin
+
+        return load_builtin(self.model)
+
+    # ---- stages ------------------------------------------------------------------------------
+    def detect(self, image: Image, *, fallback: bool = False) -> Faces:
+        """Faces with landmarks, boxes in ``image`` pixels, smaller than ``min_face_px`` dropped.
+
+        fallback: when the main detector finds nothing, retry with the fallback detector (MMOD):
+        for photos, where a miss costs more than the ~10x slower retry.
+        """
+        faces = self._run_detector(self.detector, image)
+        if len(faces) == 0 and fallback and self.fallback_detector is not None:
+            faces = self._run_detector(self.fallback_detector, image)
+        return self.landmarker.landmarks(image, faces)
+
+    def _run_detector(self, det: FaceDetector, image: Image) -> Faces:
+        h, w = image.shape[:2]
+        scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+        if scale < 1.0:
+            from PIL import Image as PILImage
+
+            small = np.asarray(
+                PILImage.fromarray(image).resize((round(w * scale), round(h * scale)), PILImage.BILINEAR)
+            )
+            faces = det.detect(small).scaled(1.0 / scale)
+        else:
+            faces = det.detect(image)
+        if len(faces) == 0:
+            return faces
+        faces = Faces(np.clip(faces.xyxy, 0, [w, h, w, h]).astype(np.float32), faces.score)
+        keep = np.minimum(faces.widths, faces.heights) >= self.config.min_face_px
+        return faces.take(keep)
+
+    def embed_chips(self, chips: Sequence[np.ndarray] | np.ndarray) -> F32:
+        """(N, 150, 150, 3) uint8 chips -> (N, D) float32 L2-normalised descriptors.
+
+        With ``flip_average`` the chip and its mirror image are embedded in one batch and their
+        raw descriptors averaged before normalising (2x the descriptor cost).
+        """
+        arr = np.asarray(chips, dtype=np.uint8).reshape(-1, align.CHIP_SIZE, align.CHIP_SIZE, 3)
+        if len(arr) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        bs = self.config.batch_size
+        parts = []
+        for i in range(0, len(arr), bs):
+            batch = arr[i : i + bs]
+            if self.config.flip_average:
+                both = np.concatenate([batch, np.ascontiguousarray(batch[:, :, ::-1])])
+                raw = self.embedder.embed(list(both))
+                raw = (raw[: len(batch)] + raw[len(batch) :]) / 2
+            else:
+                raw = self.embedder.embed(list(batch))
+            parts.append(raw)
+        return l2_normalize(np.concatenate(parts).astype(np.float32))
+
+    def analyze(self, image: Image, *, embed: bool = True, fallback: bool = True) -> list[FaceRecord]:
+        """Every face in an RGB (H, W, 3) uint8 image, largest first, with quality and descriptor."""
+        faces = self.detect(image, fallback=fallback)
+        if len(faces) == 0:
+            return []
+        chips = align.chips(image, faces)
+        embs = self.embed_chips(chips) if embed else None
+        records = []
+        assert faces.kps is not None
+        for i in range(len(faces)):
+            x1, y1, x2, y2 = (float(v) for v in faces.xyxy[i])
+            q = quality.assess(min(x2 - x1, y2 - y1), faces.kps[i], chips[i])
+            records.append(
+                FaceRecord(
+                    xyxy=(x1, y1, x2, y2),
+                    kps=faces.kps[i],
+                    det_score=float(faces.score[i]),
+                    quality=q,
+                    embedding=None if embs is None else embs[i],
+                    chip=chips[i],
+                )
+            )
+        records.sort(key=lambda r: r.area, reverse=True)
+        return records
+
+
+def pick_subject(
+    records: Sequence[FaceRecord],
+    image_shape: tuple[int, ...],
+    rule: Literal["largest", "central"] = "largest",
+) -> FaceRecord | None:
+    """The face a single-subject photo is about.
+
+    'largest': the biggest box. 'central': among faces at least 80% as large as the biggest, the
+    one nearest the image centre (dataset photos are centred on their subject; a bystander can
+    be as large).
+    """
+    if not records:
+        return None
+    if rule == "largest" or len(records) == 1:
+        return max(records, key=lambda r: r.area)
+    h, w = image_shape[:2]
+    big = max(r.area for r in records)
+    near = [r for r in records if r.area >= 0.8 * big]
+
+    def off_centre(r: FaceRecord) -> float:
+        x1, y1, x2, y2 = r.xyxy
+        return ((x1 + x2) / 2 - w / 2) ** 2 + ((y1 + y2) / 2 - h / 2) ** 2
+
+    return min(near, key=off_centre)
+
+
+class _LazyDetector(FaceDetector):
+    """Builds the wrapped detector on first use (the MMOD fallback is rarely needed)."""
+
+    def __init__(self, name: str, **kwargs: object) -> None:
+        self.name = name
+        self._kwargs = kwargs
+        self._det: FaceDetector | None = None
+
+    def detect(self, image: Image) -> Faces:
+        if self._det is None:
+            self._det = detectors.get(self.name)(**self._kwargs)
+        return self._det.detect(image)
