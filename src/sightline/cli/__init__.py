@@ -1,0 +1,1 @@
+"""Thin commands over the services (typer); ``--json`` on every command, rich progress on long work."""

@@ -1,0 +1,321 @@
+"""The ``sightline`` command.
+
+Global options pick the data directory and the engine; every command takes ``--json``.
+Exit codes: 0 done (a batch may still report skipped photos), 1 the answer is "no" (verify:
+different people), 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from sightline.cli.output import emit, emit_json, fail
+
+if TYPE_CHECKING:
+    from sightline.config import Settings
+    from sightline.gallery import Gallery
+    from sightline.vision.engine import FaceEngine
+
+app = typer.Typer(
+    name="sightline",
+    help="Accountable face identification: enroll people into watchlists, search photos, measure accuracy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+watchlist_app = typer.Typer(help="Create, list, show and delete watchlists.", no_args_is_help=True)
+person_app = typer.Typer(help="List, show and delete enrolled persons.", no_args_is_help=True)
+eval_app = typer.Typer(help="Accuracy protocols on public benchmarks.", no_args_is_help=True)
+bench_app = typer.Typer(help="Speed benchmarks (print JSON).", no_args_is_help=True)
+app.add_typer(watchlist_app, name="watchlist")
+app.add_typer(person_app, name="person")
+app.add_typer(eval_app, name="eval")
+app.add_typer(bench_app, name="bench")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+Backend = Literal["auto", "dlib", "onnx"]
+
+
+@dataclass
+class CliState:
+    """Built once per invocation from the global options; services are created on first use."""
+
+    settings: Settings
+    _engine: FaceEngine | None = field(default=None, repr=False)
+    _gallery: Gallery | None = field(default=None, repr=False)
+
+    def engine(self, backend: Backend | None = None) -> FaceEngine:
+        from sightline.vision.engine import FaceEngine
+
+        if backend is not None and backend != self.settings.engine.backend:
+            cfg = self.settings.engine.model_copy(update={"backend": backend})
+            return FaceEngine.from_config(cfg)
+        if self._engine is None:
+            self._engine = FaceEngine.from_config(self.settings.engine)
+        return self._engine
+
+    def gallery(self) -> Gallery:
+        from sightline.gallery import Gallery
+
+        if self._gallery is None:
+            self._gallery = Gallery.open(self.settings.data_dir, self.engine(), self.settings.imaging)
+        return self._gallery
+
+
+def _state(ctx: typer.Context) -> CliState:
+    return ctx.find_root().obj
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="SIGHTLINE_DATA_DIR", help="Gallery directory [default: ~/.local/share/sightline]."),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="Network runtime: auto (onnx when available), dlib (reference) or onnx.")
+    ] = "auto",
+    detector: Annotated[str, typer.Option(help="Face detector: hog (fast) or mmod (CNN, more poses).")] = "hog",
+    upsample: Annotated[
+        int, typer.Option(min=0, max=3, help="Upsample the image N times to find smaller faces (4x time each).")
+    ] = 1,
+    threads: Annotated[int, typer.Option(min=0, max=256, help="CPU threads for the onnx backend (0 = all).")] = 0,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v, -vv).")] = 0,
+) -> None:
+    from pydantic import ValidationError
+
+    from sightline.config import EngineConfig, Settings, default_data_dir
+
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        engine = EngineConfig(backend=backend, detector=detector, upsample=upsample, threads=threads)
+    except ValidationError as exc:
+        fail("; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors()))
+    ctx.obj = CliState(Settings(data_dir=data_dir or default_data_dir(), engine=engine))
+
+
+def main() -> None:
+    app()
+
+
+# ---------------------------------------------------------------------------------------------
+# Photos
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def enroll(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Photos, or folders of PERSON_NAME/*.jpg.")],
+    watchlist: Annotated[str, typer.Option(help="Watchlist to add the persons to (created if new).")],
+    person: Annotated[
+        str | None, typer.Option(help="Person name for single photos (required when PATHS are files).")
+    ] = None,
+    external_id: Annotated[str | None, typer.Option(help="Your reference for this person.")] = None,
+    largest: Annotated[
+        bool, typer.Option("--largest", help="For photos with several faces, enroll the largest one.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enroll people from photos. A folder enrolls each subfolder as one person."""
+    from sightline.cli.commands import enroll_cmd
+
+    enroll_cmd(_state(ctx), paths, watchlist, person, external_id, largest, as_json)
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    photo: Annotated[Path, typer.Argument(help="Photo to search with; every face in it is searched.")],
+    watchlist: Annotated[str | None, typer.Option(help="Search this watchlist (default: everyone).")] = None,
+    top: Annotated[int, typer.Option(min=1, max=100, help="Candidates per face.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """1:N search: each face in PHOTO -> the closest enrolled persons, with what each score means."""
+    from sightline.cli.commands import search_cmd
+
+    search_cmd(_state(ctx), photo, watchlist, top, as_json)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    photo_a: Annotated[Path, typer.Argument(help="First photo (its largest face).")],
+    photo_b: Annotated[Path, typer.Argument(help="Second photo (its largest face).")],
+    threshold: Annotated[
+        float | None, typer.Option(min=-1, max=1, help="Similarity threshold [default: the model's, FMR 1e-3].")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """1:1 verification: are the largest faces of two photos the same person? Exit 1 when not."""
+    from sightline.cli.commands import verify_cmd
+
+    verify_cmd(_state(ctx), photo_a, photo_b, threshold, as_json)
+
+
+@app.command()
+def detect(
+    ctx: typer.Context,
+    photo: Annotated[Path, typer.Argument(help="Photo to look for faces in.")],
+    draw: Annotated[Path | None, typer.Option(help="Write a copy with boxes and landmarks (PNG/JPEG).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Faces in a photo: boxes, landmarks, detector score and quality."""
+    from sightline.cli.commands import detect_cmd
+
+    detect_cmd(_state(ctx), photo, draw, as_json)
+
+
+# ---------------------------------------------------------------------------------------------
+# Watchlists and persons
+# ---------------------------------------------------------------------------------------------
+
+
+@watchlist_app.command("list")
+def watchlist_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Every watchlist with its threshold and member count."""
+    from sightline.cli.commands import watchlist_list_cmd
+
+    watchlist_list_cmd(_state(ctx), as_json)
+
+
+@watchlist_app.command("show")
+def watchlist_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
+    """One watchlist and its members."""
+    from sightline.cli.commands import watchlist_show_cmd
+
+    watchlist_show_cmd(_state(ctx), name, as_json)
+
+
+@watchlist_app.command("create")
+def watchlist_create(
+    ctx: typer.Context,
+    name: str,
+    description: Annotated[str, typer.Option(help="What the list is for.")] = "",
+    threshold: Annotated[
+        float | None, typer.Option(min=-1, max=1, help="Similarity threshold [default: the model's, FMR 1e-3].")
+    ] = None,
+    fmr: Annotated[
+        float | None,
+        typer.Option(min=1e-9, max=0.5, help="Or: the false-match rate per comparison to set the threshold for."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a watchlist; its threshold is stated as a false-match rate or a similarity."""
+    from sightline.cli.commands import watchlist_create_cmd
+
+    watchlist_create_cmd(_state(ctx), name, description, threshold, fmr, as_json)
+
+
+@watchlist_app.command("delete")
+def watchlist_delete(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
+    """Delete a watchlist (its persons stay enrolled)."""
+    from sightline.cli.commands import watchlist_delete_cmd
+
+    watchlist_delete_cmd(_state(ctx), name, as_json)
+
+
+@person_app.command("list")
+def person_list(
+    ctx: typer.Context,
+    watchlist: Annotated[str | None, typer.Option(help="Only members of this watchlist.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enrolled persons with their template counts."""
+    from sightline.cli.commands import person_list_cmd
+
+    person_list_cmd(_state(ctx), watchlist, as_json)
+
+
+@person_app.command("show")
+def person_show(ctx: typer.Context, person: str, as_json: JsonOpt = False) -> None:
+    """One person (by id or name): templates and watchlists."""
+    from sightline.cli.commands import person_show_cmd
+
+    person_show_cmd(_state(ctx), person, as_json)
+
+
+@person_app.command("delete")
+def person_delete(ctx: typer.Context, person: str, as_json: JsonOpt = False) -> None:
+    """Delete a person with all their templates and memberships."""
+    from sightline.cli.commands import person_delete_cmd
+
+    person_delete_cmd(_state(ctx), person, as_json)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation and benchmarks
+# ---------------------------------------------------------------------------------------------
+
+
+@eval_app.command("embed")
+def eval_embed(
+    ctx: typer.Context,
+    root: Annotated[Path, typer.Argument(help="Identity-folder dataset: ROOT/NAME/*.jpg.")],
+    out: Annotated[Path, typer.Option(help="Where to write the .npz.")],
+    backend: Annotated[str | None, typer.Option(help="dlib or onnx [default: the global --backend].")] = None,
+    subject: Annotated[
+        str, typer.Option(help="Which face is the subject where several are found: largest or central.")
+    ] = "largest",
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N images (sorted).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Embed every image of a dataset with the enrollment pipeline into an npz."""
+    from sightline.cli.commands import eval_embed_cmd
+
+    eval_embed_cmd(_state(ctx), root, out, backend, subject, limit, as_json)
+
+
+@eval_app.command("lfw")
+def eval_lfw(
+    ctx: typer.Context,
+    root: Annotated[Path, typer.Option(help="LFW images: ROOT/NAME/NAME_NNNN.jpg.")],
+    pairs: Annotated[Path, typer.Option(help="pairs.txt (first line '10' or '10<TAB>300').")],
+    backend: Annotated[str | None, typer.Option(help="dlib or onnx [default: the global --backend].")] = None,
+    subject: Annotated[str, typer.Option(help="largest or central (see eval embed).")] = "largest",
+    flip: Annotated[bool, typer.Option(help="Mirror-average descriptors.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """The standard LFW 10-fold verification protocol on a pairs file."""
+    from sightline.cli.commands import eval_lfw_cmd
+
+    eval_lfw_cmd(_state(ctx), root, pairs, backend, subject, flip, as_json)
+
+
+@eval_app.command("calibrate")
+def eval_calibrate(
+    ctx: typer.Context,
+    embeddings: Annotated[Path, typer.Argument(help="An npz written by `sightline eval embed`.")],
+    out: Annotated[Path, typer.Option(help="Calibration JSON to write.")],
+    model: Annotated[str, typer.Option(help="Model name recorded in the file.")] = "dlib_resnet_v1",
+    as_json: JsonOpt = False,
+) -> None:
+    """Impostor-score calibration (threshold per false-match rate) from labelled embeddings."""
+    from sightline.cli.commands import eval_calibrate_cmd
+
+    eval_calibrate_cmd(_state(ctx), embeddings, out, model, as_json)
+
+
+@bench_app.command("engine")
+def bench_engine(
+    ctx: typer.Context,
+    threads: Annotated[int, typer.Option(min=1, max=256, help="Threads for the onnx backend.")] = 1,
+    repeats: Annotated[int, typer.Option(min=1, max=100, help="Timed repetitions per figure.")] = 3,
+    as_json: JsonOpt = True,
+) -> None:
+    """Descriptor and MMOD detection time for the dlib and onnx backends, measured in one run."""
+    from sightline.eval.bench_engine import bench_engine as run
+
+    result = run(threads=threads, repeats=repeats, image_dir=None)
+    emit(as_json, result, lambda: emit_json(result))
+
+
+if __name__ == "__main__":
+    main()

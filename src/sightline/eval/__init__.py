@@ -1,0 +1,1 @@
+"""Accuracy protocols (LFW verification, calibration of scores) and speed benchmarks."""
