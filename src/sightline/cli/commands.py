@@ -6,10 +6,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sightline.cli.output import console, emit, err_console, fail
+from sightline.cli.output import console, emit, err_console, fail, printable
 
 if TYPE_CHECKING:
     from sightline.cli.main import CliState
@@ -114,12 +115,12 @@ def enroll_cmd(
     def render() -> None:
         console.print(
             f"enrolled [bold]{persons}[/] person(s), [bold]{templates}[/] photo(s) into watchlist "
-            f"[bold]{watchlist}[/]; skipped {len(skipped)} in {seconds:.1f} s"
+            f"[bold]{escape(watchlist)}[/]; skipped {len(skipped)} in {seconds:.1f} s"
         )
         if skipped:
             t = Table("skipped photo", "reason", title="Skipped")
             for s in skipped:
-                t.add_row(s.name, s.reason)
+                t.add_row(escape(printable(s.name)), escape(printable(s.reason)))
             console.print(t)
 
     emit(as_json, data, render)
@@ -164,7 +165,7 @@ def search_cmd(state: CliState, photo: Path, watchlist: str | None, top: int, as
 
     def render() -> None:
         if not faces:
-            console.print(f"{photo}: no face found")
+            console.print(f"{escape(printable(str(photo)))}: no face found")
             return
         for f in faces:
             t = Table(
@@ -178,7 +179,11 @@ def search_cmd(state: CliState, photo: Path, watchlist: str | None, top: int, as
             for rank, c in enumerate(f["candidates"], 1):
                 decision = "[bold green]MATCH[/]" if c["match"] else "no match"
                 t.add_row(
-                    str(rank), c["name"], f"{c['similarity']:.3f} (thr {c['threshold']:.3f})", decision, c["meaning"]
+                    str(rank),
+                    escape(c["name"]),
+                    f"{c['similarity']:.3f} (thr {c['threshold']:.3f})",
+                    decision,
+                    c["meaning"],
                 )
             if not f["candidates"]:
                 t.add_row("-", "(gallery is empty)", "", "", "")
@@ -307,7 +312,7 @@ def watchlist_list_cmd(state: CliState, as_json: bool) -> None:
         t = Table("watchlist", "members", "threshold", "description")
         for w in data:
             thr = f"{w['effective_threshold']:.3f}" + ("" if w["threshold"] is not None else " (default)")
-            t.add_row(w["name"], str(w["members"]), thr, w["description"] or "")
+            t.add_row(escape(w["name"]), str(w["members"]), thr, escape(w["description"] or ""))
         console.print(t)
 
     emit(as_json, data, render)
@@ -336,11 +341,11 @@ def watchlist_show_cmd(state: CliState, name: str, as_json: bool) -> None:
     }
 
     def render() -> None:
-        console.print(f"[bold]{w.name}[/] — {w.description or ''}")
+        console.print(f"[bold]{escape(w.name)}[/] — {escape(w.description or '')}")
         console.print(f"threshold {thr:.3f}: at this score {data['threshold_meaning']}")
         t = Table("id", "person", "external id", "photos")
         for m in data["members"]:
-            t.add_row(str(m["id"]), m["name"], m["external_id"] or "", str(m["templates"]))
+            t.add_row(str(m["id"]), escape(m["name"]), escape(m["external_id"] or ""), str(m["templates"]))
         console.print(t)
 
     emit(as_json, data, render)
@@ -362,7 +367,7 @@ def watchlist_create_cmd(
     emit(
         as_json,
         {"name": w.name, "threshold": w.threshold, "description": w.description},
-        lambda: console.print(f"created watchlist [bold]{w.name}[/]"),
+        lambda: console.print(f"created watchlist [bold]{escape(w.name)}[/]"),
     )
 
 
@@ -373,7 +378,7 @@ def watchlist_delete_cmd(state: CliState, name: str, as_json: bool) -> None:
         state.gallery().delete_watchlist(name)
     except GalleryError as exc:
         fail(str(exc), as_json=as_json)
-    emit(as_json, {"deleted": name}, lambda: console.print(f"deleted watchlist {name}"))
+    emit(as_json, {"deleted": name}, lambda: console.print(f"deleted watchlist {escape(name)}"))
 
 
 def person_list_cmd(state: CliState, watchlist: str | None, as_json: bool) -> None:
@@ -388,7 +393,7 @@ def person_list_cmd(state: CliState, watchlist: str | None, as_json: bool) -> No
     def render() -> None:
         t = Table("id", "person", "external id", "photos")
         for p in data:
-            t.add_row(str(p["id"]), p["name"], p["external_id"] or "", str(p["templates"]))
+            t.add_row(str(p["id"]), escape(p["name"]), escape(p["external_id"] or ""), str(p["templates"]))
         console.print(t)
 
     emit(as_json, data, render)
@@ -411,7 +416,7 @@ def person_show_cmd(state: CliState, ref: str, as_json: bool) -> None:
 def person_delete_cmd(state: CliState, ref: str, as_json: bool) -> None:
     p = _person(state, ref, as_json)
     state.gallery().delete_person(p.id)
-    emit(as_json, {"deleted": p.id, "name": p.name}, lambda: console.print(f"deleted {p.name} (id {p.id})"))
+    emit(as_json, {"deleted": p.id, "name": p.name}, lambda: console.print(f"deleted {escape(p.name)} (id {p.id})"))
 
 
 # ---- eval --------------------------------------------------------------------------------------

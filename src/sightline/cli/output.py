@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,8 +33,15 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, Path):
-        return str(obj)
+        obj = str(obj)
+    if isinstance(obj, str):
+        return printable(obj)
     return obj
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print and encode: undecodable file-name bytes become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def emit_json(data: Any) -> None:
@@ -56,5 +64,5 @@ def fail(message: str, *, as_json: bool = False, code: int = 2) -> None:
     if as_json:
         emit_json({"error": message})
     else:
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False)
     raise typer.Exit(code)
