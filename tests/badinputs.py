@@ -36,7 +36,7 @@ def corpus() -> dict[str, tuple[bytes, str]]:
         "scan.jpg": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "unsupported_format"),
         "garbage.png": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "corrupt"),
         # a file name that is not valid UTF-8 (Linux allows any bytes)
-        os.fsdecode(b"invalid-utf8-\xff.jpg"): (b"\xff\xd8\xff", "truncated"),
+        os.fsdecode(b"invalid-utf8-\xff.jpg"): (b"\xff\xd8\xff", "corrupt"),
     }
 
 

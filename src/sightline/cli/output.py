@@ -7,6 +7,7 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ def to_jsonable(obj: Any) -> Any:
         return to_jsonable(obj.item())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
+    if isinstance(obj, datetime):
+        return obj.isoformat()
     if isinstance(obj, Path):
         obj = str(obj)
     if isinstance(obj, str):

@@ -1,0 +1,533 @@
+"""The gallery's SQLite file: connections, schema, migrations and CRUD.
+
+One file, ``gallery.sqlite3`` in the data directory, in WAL mode (readers never block the one
+writer; other processes may read and write the same file). Foreign keys are ON and deletes
+cascade: deleting a person removes their templates and memberships.
+
+Schema versions live in ``PRAGMA user_version``; ``MIGRATIONS[i]`` takes a file from version i to
+i + 1, so every file a past release wrote opens in a later one. A file whose version is newer than
+this code knows is refused with ``SchemaVersionError`` rather than guessed at. A change counter
+(``meta.templates_generation``, bumped by triggers on every template insert, update and delete,
+cascades included) lets an in-memory index notice another process's change with one cheap read.
+
+Threads: one connection per thread (``threading.local``), so the store may be shared by the threads
+of one process; SQLite serialises writers, waiting up to ``busy_timeout_s`` for the lock. Connections
+live until ``close()``, so share a store between a bounded pool of threads, not one thread per request.
+``synchronous=NORMAL``: a commit survives a process crash; a power cut may lose the last few
+commits but never corrupts the file (the usual WAL trade-off, several times faster than FULL).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from sightline.gallery.records import (
+    GalleryError,
+    Person,
+    PersonInfo,
+    SchemaVersionError,
+    Template,
+    Watchlist,
+)
+from sightline.types import F32
+
+logger = logging.getLogger(__name__)
+
+GALLERY_FILE = "gallery.sqlite3"
+#: ``PRAGMA application_id`` of a Sightline gallery ("SGLY"), so other SQLite files are refused.
+APPLICATION_ID = 0x53474C59
+_SEP = "\x1f"  # separator for group_concat of watchlist names (ASCII unit separator)
+
+#: Schema version 1. Frozen: never edit a released step; add a new one to ``MIGRATIONS`` instead.
+SCHEMA_V1: tuple[str, ...] = (
+    """CREATE TABLE persons (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL CHECK (length(trim(name)) > 0),
+        external_id TEXT UNIQUE,
+        notes       TEXT,
+        created_at  REAL NOT NULL
+    )""",
+    "CREATE INDEX persons_name ON persons(name)",
+    """CREATE TABLE templates (
+        id           INTEGER PRIMARY KEY,
+        person_id    INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
+        model        TEXT NOT NULL,
+        dim          INTEGER NOT NULL CHECK (dim > 0),
+        descriptor   BLOB NOT NULL CHECK (length(descriptor) = 4 * dim),
+        quality      REAL NOT NULL CHECK (quality BETWEEN 0 AND 1),
+        photo_sha256 TEXT NOT NULL CHECK (length(photo_sha256) = 64),
+        source_name  TEXT,
+        x1 REAL, y1 REAL, x2 REAL, y2 REAL,
+        created_at   REAL NOT NULL
+    )""",
+    "CREATE INDEX templates_person ON templates(person_id)",
+    "CREATE UNIQUE INDEX templates_photo_model ON templates(photo_sha256, model)",
+    """CREATE TABLE watchlists (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE COLLATE NOCASE CHECK (length(trim(name)) > 0),
+        description TEXT NOT NULL DEFAULT '',
+        threshold   REAL CHECK (threshold IS NULL OR threshold BETWEEN -1 AND 1),
+        created_at  REAL NOT NULL
+    )""",
+    """CREATE TABLE watchlist_members (
+        watchlist_id INTEGER NOT NULL REFERENCES watchlists(id) ON DELETE CASCADE,
+        person_id    INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
+        added_at     REAL NOT NULL,
+        PRIMARY KEY (watchlist_id, person_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX watchlist_members_person ON watchlist_members(person_id)",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT INTO meta(key, value) VALUES ('templates_generation', 0)",
+    """CREATE TRIGGER templates_gen_insert AFTER INSERT ON templates BEGIN
+        UPDATE meta SET value = value + 1 WHERE key = 'templates_generation'; END""",
+    """CREATE TRIGGER templates_gen_update AFTER UPDATE ON templates BEGIN
+        UPDATE meta SET value = value + 1 WHERE key = 'templates_generation'; END""",
+    """CREATE TRIGGER templates_gen_delete AFTER DELETE ON templates BEGIN
+        UPDATE meta SET value = value + 1 WHERE key = 'templates_generation'; END""",
+)
+
+#: ``MIGRATIONS[i]`` takes a file from schema version i to i + 1. Append only.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _ts(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def _blob(vec: npt.ArrayLike, dim: int) -> bytes:
+    arr = np.asarray(vec, dtype="<f4").reshape(-1)
+    if arr.size != dim:
+        raise ValueError(f"descriptor must have {dim} values, got {arr.size}")
+    return arr.tobytes()
+
+
+def migrate(conn: sqlite3.Connection, steps: Sequence[Sequence[str]] = MIGRATIONS, *, name: str = "") -> int:
+    """Bring the open file to ``len(steps)``; returns the version it had before.
+
+    Each step runs in its own ``BEGIN IMMEDIATE`` transaction and re-reads the version under the
+    write lock, so two processes opening a new file at once do not both migrate it.
+    Raises ``SchemaVersionError`` for a file newer than ``steps`` or one that is not a gallery.
+    """
+    target = len(steps)
+    first = conn.execute("PRAGMA user_version").fetchone()[0]
+    _check_file(conn, first, target, name)
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            _check_file(conn, version, target, name)
+            if version == target:
+                conn.execute("COMMIT")
+                return first
+            if version == 0:
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            for stmt in steps[version]:
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+            logger.info("gallery %s: schema migrated from version %s to %s", name, version, version + 1)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _check_file(conn: sqlite3.Connection, version: int, target: int, name: str) -> None:
+    if version > target:
+        raise SchemaVersionError(
+            f"gallery {name} has schema version {version}, but this Sightline understands versions up to "
+            f"{target}: it was written by a newer release. Upgrade Sightline to open it (the file was "
+            "not changed)."
+        )
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    if version == 0:
+        n = conn.execute("SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]
+        if n:
+            raise SchemaVersionError(f"{name} is an SQLite file with tables but not a Sightline gallery")
+    elif app_id != APPLICATION_ID:
+        raise SchemaVersionError(
+            f"{name} is not a Sightline gallery (application_id {app_id:#x}, expected {APPLICATION_ID:#x})"
+        )
+
+
+_PERSON_COLS = "p.id, p.name, p.external_id, p.notes, p.created_at"
+_TEMPLATE_COLS = (
+    "t.id, t.person_id, t.model, t.dim, t.quality, t.photo_sha256, t.source_name, "
+    "t.x1, t.y1, t.x2, t.y2, t.created_at"
+)
+_WATCHLIST_COLS = (
+    "w.id, w.name, w.description, w.threshold, w.created_at, "
+    "(SELECT count(*) FROM watchlist_members m WHERE m.watchlist_id = w.id)"
+)
+
+
+def _person(row: Sequence) -> Person:
+    return Person(id=row[0], name=row[1], external_id=row[2], notes=row[3], created_at=_ts(row[4]))
+
+
+def _template(row: Sequence, descriptor: bytes | None = None) -> Template:
+    box = None if row[7] is None else (float(row[7]), float(row[8]), float(row[9]), float(row[10]))
+    vec = None
+    if descriptor is not None:
+        vec = np.frombuffer(descriptor, dtype="<f4").astype(np.float32)
+        vec.setflags(write=False)
+    return Template(
+        id=row[0], person_id=row[1], model=row[2], dim=row[3], quality=row[4], photo_sha256=row[5],
+        source_name=row[6], xyxy=box, created_at=_ts(row[11]), descriptor=vec,
+    )
+
+
+def _watchlist(row: Sequence) -> Watchlist:
+    return Watchlist(
+        id=row[0], name=row[1], description=row[2], threshold=row[3], created_at=_ts(row[4]),
+        member_count=row[5],
+    )
+
+
+class GalleryStore:
+    """Persons, templates and watchlists in one SQLite file.
+
+    Methods that write run in their own transaction, or join the caller's
+    ``with store.transaction():`` so several writes commit (or roll back) together.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
+        if busy_timeout_s < 0:
+            raise ValueError(f"busy_timeout_s must be >= 0, got {busy_timeout_s}")
+        self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        try:
+            # Refuse a newer or foreign file before anything (even the journal mode) is changed in it.
+            _check_file(conn, conn.execute("PRAGMA user_version").fetchone()[0], SCHEMA_VERSION, str(self.path))
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]  # persistent, for every connection
+            if mode.lower() != "wal":
+                logger.warning("gallery %s: journal_mode is %s, not wal", self.path, mode)
+            migrate(conn, name=str(self.path))
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def open(cls, data_dir: Path, **kwargs: float) -> GalleryStore:
+        """The gallery in ``data_dir`` (``gallery.sqlite3``), created with its parents if missing."""
+        return cls(Path(data_dir) / GALLERY_FILE, **kwargs)
+
+    def __enter__(self) -> GalleryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every thread's connection. The store cannot be used afterwards."""
+        with self._conns_lock:
+            self._closed = True
+            conns, self._conns = self._conns, []
+        for c in conns:
+            c.close()
+
+    # -- connections and transactions --------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and not self._closed:
+            return conn
+        with self._conns_lock:
+            if self._closed:
+                raise GalleryError(f"gallery {self.path} is closed")
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self._conns.append(conn)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """Commit on success, roll back on any exception.
+
+        ``write=True`` takes the write lock at the start (``BEGIN IMMEDIATE``), so what is read inside
+        is the latest committed state and nobody else writes until commit; ``write=False`` is a
+        read snapshot. Nested use joins the outer transaction through a savepoint.
+        """
+        conn = self._conn()
+        if conn.in_transaction:
+            conn.execute("SAVEPOINT nested")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK TO nested")
+                conn.execute("RELEASE nested")
+                raise
+            conn.execute("RELEASE nested")
+            return
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _write(self, sql: str, params: Sequence | dict = ()) -> sqlite3.Cursor:
+        with self.transaction() as conn:
+            return conn.execute(sql, params)
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
+
+    def generation(self) -> int:
+        """The template change counter: it changes whenever any template is added, changed or deleted
+        (by any process), so an index compares it before searching and reloads when it moved."""
+        row = self._conn().execute("SELECT value FROM meta WHERE key = 'templates_generation'").fetchone()
+        return int(row[0])
+
+    # -- persons -----------------------------------------------------------------------------------
+
+    def add_person(self, name: str, *, external_id: str | None = None, notes: str | None = None) -> Person:
+        name = name.strip()
+        if not name:
+            raise GalleryError("a person needs a non-empty name")
+        try:
+            cur = self._write(
+                "INSERT INTO persons(name, external_id, notes, created_at) VALUES (?, ?, ?, ?)",
+                (name, external_id, notes, time.time()),
+            )
+        except sqlite3.IntegrityError as e:
+            if external_id is not None and "external_id" in str(e):
+                raise GalleryError(f"external id {external_id!r} is already used by another person") from e
+            raise
+        person = self.get_person(int(cur.lastrowid or 0))
+        assert person is not None
+        return person
+
+    def get_person(self, person_id: int) -> Person | None:
+        row = self._conn().execute(f"SELECT {_PERSON_COLS} FROM persons p WHERE p.id = ?", (person_id,)).fetchone()
+        return None if row is None else _person(row)
+
+    def find_persons(self, *, name: str | None = None, external_id: str | None = None) -> list[Person]:
+        """Persons with exactly this name and/or external id (both given: both must match), by id."""
+        where, params = [], []
+        if name is not None:
+            where.append("p.name = ?")
+            params.append(name.strip())
+        if external_id is not None:
+            where.append("p.external_id = ?")
+            params.append(external_id)
+        sql = f"SELECT {_PERSON_COLS} FROM persons p"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [_person(r) for r in self._conn().execute(sql + " ORDER BY p.id", params)]
+
+    def persons_by_id(self, person_ids: Iterable[int]) -> dict[int, Person]:
+        ids = sorted(set(person_ids))
+        if not ids:
+            return {}
+        out: dict[int, Person] = {}
+        for i in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self._conn().execute(f"SELECT {_PERSON_COLS} FROM persons p WHERE p.id IN ({marks})", chunk):
+                out[r[0]] = _person(r)
+        return out
+
+    def person_info(self, person_ids: Sequence[int] | None = None, *, watchlist_id: int | None = None
+                    ) -> list[PersonInfo]:
+        """Persons with template counts and watchlist names, sorted by name then id.
+
+        person_ids: only these (None: all); watchlist_id: only members of that watchlist.
+        """
+        sql = (
+            f"SELECT {_PERSON_COLS}, "
+            "(SELECT count(*) FROM templates t WHERE t.person_id = p.id), "
+            "(SELECT group_concat(name, char(31)) FROM (SELECT w.name FROM watchlist_members m "
+            " JOIN watchlists w ON w.id = m.watchlist_id WHERE m.person_id = p.id ORDER BY w.name)) "
+            "FROM persons p"
+        )
+        where: list[str] = []
+        params: list[int] = []
+        if watchlist_id is not None:
+            where.append("p.id IN (SELECT person_id FROM watchlist_members WHERE watchlist_id = ?)")
+            params.append(watchlist_id)
+        if person_ids is not None:
+            if not person_ids:
+                return []
+            where.append(f"p.id IN ({','.join('?' * len(person_ids))})")
+            params.extend(person_ids)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._conn().execute(sql + " ORDER BY p.name, p.id", params).fetchall()
+        return [
+            PersonInfo(
+                id=r[0], name=r[1], external_id=r[2], notes=r[3], created_at=_ts(r[4]), template_count=int(r[5]),
+                watchlists=tuple(r[6].split(_SEP)) if r[6] else (),
+            )
+            for r in rows
+        ]
+
+    def update_person(self, person_id: int, *, notes: str | None) -> None:
+        self._write("UPDATE persons SET notes = ? WHERE id = ?", (notes, person_id))
+
+    def delete_person(self, person_id: int) -> bool:
+        """Delete a person; their templates and memberships go with them. False if there was none."""
+        return self._write("DELETE FROM persons WHERE id = ?", (person_id,)).rowcount > 0
+
+    # -- templates ---------------------------------------------------------------------------------
+
+    def add_template(
+        self,
+        person_id: int,
+        *,
+        model: str,
+        descriptor: npt.ArrayLike,
+        quality: float,
+        photo_sha256: str,
+        source_name: str | None = None,
+        xyxy: Sequence[float] | None = None,
+    ) -> int:
+        """Store one descriptor ((D,) float32, L2-normalised) of a person; returns the template id.
+
+        Raises ``sqlite3.IntegrityError`` when the same photo (sha256) already has a template of
+        this model, or the person does not exist.
+        """
+        vec = np.asarray(descriptor, dtype=np.float32).reshape(-1)
+        box = (None,) * 4 if xyxy is None else tuple(float(v) for v in xyxy)
+        if len(box) != 4:
+            raise ValueError(f"xyxy must have 4 values, got {len(box)}")
+        cur = self._write(
+            "INSERT INTO templates(person_id, model, dim, descriptor, quality, photo_sha256, source_name, "
+            "x1, y1, x2, y2, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (person_id, model, vec.size, _blob(vec, vec.size), float(quality), photo_sha256.lower(),
+             source_name, *box, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def get_template(self, template_id: int, *, with_descriptor: bool = False) -> Template | None:
+        row = self._conn().execute(
+            f"SELECT {_TEMPLATE_COLS}, t.descriptor FROM templates t WHERE t.id = ?", (template_id,)
+        ).fetchone()
+        return None if row is None else _template(row, row[12] if with_descriptor else None)
+
+    def templates_of(self, person_id: int, *, with_descriptors: bool = False) -> list[Template]:
+        rows = self._conn().execute(
+            f"SELECT {_TEMPLATE_COLS}, t.descriptor FROM templates t WHERE t.person_id = ? ORDER BY t.id",
+            (person_id,),
+        )
+        return [_template(r, r[12] if with_descriptors else None) for r in rows]
+
+    def templates_for_photo(self, photo_sha256: str) -> list[Template]:
+        """Every template made from the photo with this sha256 (any person, any model)."""
+        rows = self._conn().execute(
+            f"SELECT {_TEMPLATE_COLS} FROM templates t WHERE t.photo_sha256 = ? ORDER BY t.id",
+            (photo_sha256.lower(),),
+        )
+        return [_template(r) for r in rows]
+
+    def delete_template(self, template_id: int) -> bool:
+        return self._write("DELETE FROM templates WHERE id = ?", (template_id,)).rowcount > 0
+
+    def model_counts(self) -> dict[str, int]:
+        """Templates per descriptor model."""
+        rows = self._conn().execute("SELECT model, count(*) FROM templates GROUP BY model ORDER BY model")
+        return {m: int(n) for m, n in rows}
+
+    def load_descriptors(self, model: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], F32]:
+        """All templates of ``model``: (N,) template ids, (N,) person ids, (N, D) float32 descriptors,
+        sorted by person then template. Raises ``GalleryError`` when the model's templates disagree
+        on D (a corrupted or hand-edited file)."""
+        rows = self._conn().execute(
+            "SELECT id, person_id, dim, descriptor FROM templates WHERE model = ? ORDER BY person_id, id",
+            (model,),
+        ).fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        dims = {r[2] for r in rows}
+        if len(dims) != 1:
+            raise GalleryError(f"templates of model {model!r} have several dimensions {sorted(dims)}")
+        dim = dims.pop()
+        tids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        pids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+        mat = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4").astype(np.float32).reshape(-1, dim)
+        return tids, pids, mat
+
+    # -- watchlists --------------------------------------------------------------------------------
+
+    def create_watchlist(self, name: str, description: str = "", threshold: float | None = None) -> Watchlist:
+        """Create a watchlist; names are unique ignoring case. ``threshold`` None = the model default."""
+        name = name.strip()
+        if not name:
+            raise GalleryError("a watchlist needs a non-empty name")
+        if threshold is not None and not -1.0 <= threshold <= 1.0:
+            raise GalleryError(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
+        try:
+            self._write(
+                "INSERT INTO watchlists(name, description, threshold, created_at) VALUES (?, ?, ?, ?)",
+                (name, description or "", threshold, time.time()),
+            )
+        except sqlite3.IntegrityError as e:
+            raise GalleryError(f"watchlist {name!r} already exists") from e
+        wl = self.get_watchlist(name)
+        assert wl is not None
+        return wl
+
+    def get_watchlist(self, name: str) -> Watchlist | None:
+        row = self._conn().execute(
+            f"SELECT {_WATCHLIST_COLS} FROM watchlists w WHERE w.name = ?", (name.strip(),)
+        ).fetchone()
+        return None if row is None else _watchlist(row)
+
+    def list_watchlists(self) -> list[Watchlist]:
+        rows = self._conn().execute(f"SELECT {_WATCHLIST_COLS} FROM watchlists w ORDER BY w.name")
+        return [_watchlist(r) for r in rows]
+
+    def update_watchlist(self, watchlist_id: int, *, description: str, threshold: float | None) -> None:
+        if threshold is not None and not -1.0 <= threshold <= 1.0:
+            raise GalleryError(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
+        self._write(
+            "UPDATE watchlists SET description = ?, threshold = ? WHERE id = ?",
+            (description, threshold, watchlist_id),
+        )
+
+    def delete_watchlist(self, watchlist_id: int) -> bool:
+        """Delete a watchlist and its memberships; the persons stay."""
+        return self._write("DELETE FROM watchlists WHERE id = ?", (watchlist_id,)).rowcount > 0
+
+    def add_member(self, watchlist_id: int, person_id: int) -> bool:
+        """Add a person to a watchlist; False when they already were a member."""
+        cur = self._write(
+            "INSERT OR IGNORE INTO watchlist_members(watchlist_id, person_id, added_at) VALUES (?, ?, ?)",
+            (watchlist_id, person_id, time.time()),
+        )
+        return cur.rowcount > 0
+
+    def remove_member(self, watchlist_id: int, person_id: int) -> bool:
+        cur = self._write(
+            "DELETE FROM watchlist_members WHERE watchlist_id = ? AND person_id = ?", (watchlist_id, person_id)
+        )
+        return cur.rowcount > 0
+
+    def member_ids(self, watchlist_id: int) -> set[int]:
+        rows = self._conn().execute(
+            "SELECT person_id FROM watchlist_members WHERE watchlist_id = ?", (watchlist_id,)
+        )
+        return {int(r[0]) for r in rows}
