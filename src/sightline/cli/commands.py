@@ -359,7 +359,10 @@ def watchlist_create_cmd(
     if threshold is not None and fmr is not None:
         fail("give --threshold or --fmr, not both", as_json=as_json)
     if fmr is not None:
-        threshold = state.engine().calibration.threshold_for_fmr(fmr)
+        try:
+            threshold = state.engine().calibration.threshold_for_fmr(fmr)
+        except ValueError as exc:
+            fail(str(exc), as_json=as_json)
     try:
         w = state.gallery().create_watchlist(name, description, threshold)
     except GalleryError as exc:
