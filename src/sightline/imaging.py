@@ -85,14 +85,20 @@ ALLOWED_FORMATS: Final[tuple[str, ...]] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF",
 
 #: File suffixes kept when walking folders (compared lower-case). Explicitly named files are always
 #: tried whatever their suffix, because formats are sniffed from content.
-IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-)
+IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 #: Machine-readable error codes carried by :class:`ImageError`.
 ERROR_CODES: Final[frozenset[str]] = frozenset(
-    {"empty", "too_large", "too_many_pixels", "not_an_image", "unsupported_format", "corrupt",
-     "truncated", "unreadable"}
+    {
+        "empty",
+        "too_large",
+        "too_many_pixels",
+        "not_an_image",
+        "unsupported_format",
+        "corrupt",
+        "truncated",
+        "unreadable",
+    }
 )
 
 _ORIENTATION_TAG: Final = 0x0112
@@ -223,9 +229,7 @@ def read_bytes_limited(path: str | os.PathLike[str], max_bytes: int) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise ImageError(name, "not a regular file", "unreadable")
         if st.st_size > max_bytes:
-            raise ImageError(
-                name, f"file is {st.st_size} bytes, more than the limit of {max_bytes} bytes", "too_large"
-            )
+            raise ImageError(name, f"file is {st.st_size} bytes, more than the limit of {max_bytes} bytes", "too_large")
         with p.open("rb") as fh:
             data = fh.read(max_bytes + 1)
     except FileNotFoundError:
@@ -307,7 +311,8 @@ def _decode(data: bytes, name: str, limits: ImagingConfig) -> tuple[PILImage.Ima
         refused = _sniff_refused(head)
         if refused is not None:
             raise ImageError(
-                name, f"{refused} is not a supported format (accepted: JPEG, PNG, WebP, BMP, TIFF, GIF)",
+                name,
+                f"{refused} is not a supported format (accepted: JPEG, PNG, WebP, BMP, TIFF, GIF)",
                 "unsupported_format",
             ) from None
         looks_like = _sniff_allowed(head)
@@ -338,8 +343,7 @@ def _decode(data: bytes, name: str, limits: ImagingConfig) -> tuple[PILImage.Ima
         raise ImageError(name, f"too many pixels ({exc})", "too_many_pixels") from None
     except MemoryError:
         raise ImageError(name, f"not enough memory to decode {width}x{height}", "unreadable") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError,
-            TypeError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError) as exc:
         text = str(exc) or type(exc).__name__
         code = _failure_code(text, data)
         raise ImageError(name, f"{fmt} data is {code} ({text})", code) from None
@@ -347,8 +351,9 @@ def _decode(data: bytes, name: str, limits: ImagingConfig) -> tuple[PILImage.Ima
     try:
         rgb = _to_rgb(im)
     except (ValueError, OSError) as exc:
-        raise ImageError(name, f"pixel mode {im.mode} cannot be converted to RGB ({exc})",
-                         "unsupported_format") from None
+        raise ImageError(
+            name, f"pixel mode {im.mode} cannot be converted to RGB ({exc})", "unsupported_format"
+        ) from None
     method = _TRANSPOSE.get(orientation)
     if method is not None:
         rgb = rgb.transpose(method)
@@ -420,16 +425,13 @@ def find_photos(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         for root, dirs, files in os.walk(p, followlinks=False):
             dirs[:] = [d for d in dirs if not _is_hidden(d)]
             walked.extend(
-                Path(root, f) for f in files
-                if not _is_hidden(f) and Path(f).suffix.lower() in IMAGE_SUFFIXES
+                Path(root, f) for f in files if not _is_hidden(f) and Path(f).suffix.lower() in IMAGE_SUFFIXES
             )
         found.extend(sorted(walked))
     return found
 
 
-def load_many(
-    paths: Iterable[Path], *, limits: ImagingConfig | None = None
-) -> Iterator[LoadedImage | Skipped]:
+def load_many(paths: Iterable[Path], *, limits: ImagingConfig | None = None) -> Iterator[LoadedImage | Skipped]:
     """Load each path in turn, yielding exactly one item per path, in order.
 
     A usable photo yields a :class:`LoadedImage`, an unusable one a :class:`Skipped` (logged at

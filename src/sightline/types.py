@@ -138,3 +138,79 @@ class Candidate:
     est_fmr: float
     template_id: int | None = None
     external_id: str | None = None
+
+
+# ---- live video ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded camera frame.
+
+    camera_id: the camera's id (its name in config / the database).
+    seq:       decode order number on this camera, from 0, counting every decoded frame (also the
+               ones dropped before analysis), so gaps show drops.
+    ts:        wall-clock capture time, seconds since the epoch (time.time()) when decoded.
+    pts:       presentation time in the stream, seconds (None when the stream has none).
+    image:     (H, W, 3) uint8 RGB.
+    """
+
+    camera_id: str
+    seq: int
+    ts: float
+    pts: float | None
+    image: Image = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Match:
+    """A watchlist hit for one face: the best candidate at or above the watchlist's threshold.
+
+    similarity: cosine similarity (higher is closer); est_fmr: estimated false-match rate per
+    comparison at that similarity (see ``Calibration``).
+    """
+
+    person_id: int
+    name: str
+    watchlist: str
+    similarity: float
+    threshold: float
+    est_fmr: float
+
+
+@dataclass(frozen=True, eq=False)
+class Alert:
+    """A watchlisted person seen on a camera: one per (track, person), subject to a cooldown.
+
+    ts: when the alert was raised (epoch s); frame_ts: capture time of the frame it was raised on
+    (latency = ts - frame_ts); xyxy: the face box in that frame's pixels; crop_jpeg: the best
+    shot so far, JPEG bytes.
+    """
+
+    camera_id: str
+    track_id: int
+    match: Match
+    ts: float
+    frame_ts: float
+    xyxy: tuple[float, float, float, float]
+    crop_jpeg: bytes = field(repr=False)
+    quality: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class Sighting:
+    """A track that ended: a face seen on a camera from ``start_ts`` to ``end_ts`` (epoch s).
+
+    match is None for a face that matched no watchlist; then crop_jpeg and embedding are None
+    unless the camera's sighting retention keeps non-matching faces.
+    """
+
+    camera_id: str
+    track_id: int
+    start_ts: float
+    end_ts: float
+    frames: int
+    quality: float
+    match: Match | None = None
+    crop_jpeg: bytes | None = field(default=None, repr=False)
+    embedding: F32 | None = field(default=None, repr=False)

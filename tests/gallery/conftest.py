@@ -50,7 +50,7 @@ class FakeEngine:
         self.quality = quality or {}
         self.calls = 0
 
-    def analyze(self, image: Image, *, embed: bool = True) -> list[FaceRecord]:
+    def analyze(self, image: Image, *, embed: bool = True, subject: bool = False) -> list[FaceRecord]:
         self.calls += 1
         n, seed, variant = (int(v) for v in image[0, 0, :3])
         q = self.quality.get(variant, 0.9)

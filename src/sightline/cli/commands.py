@@ -440,7 +440,14 @@ def _check_subject(subject: str) -> None:
 
 
 def eval_embed_cmd(
-    state: CliState, root: Path, out: Path, backend: str | None, subject: str, limit: int | None, as_json: bool
+    state: CliState,
+    root: Path,
+    out: Path,
+    backend: str | None,
+    subject: str,
+    limit: int | None,
+    full_scan: bool,
+    as_json: bool,
 ) -> None:
     from sightline.eval.embed import dataset_files, embed_files
 
@@ -458,6 +465,7 @@ def eval_embed_cmd(
             subject=subject,  # type: ignore[arg-type]
             imaging=state.settings.imaging,
             progress=lambda n: prog.update(task, completed=n),
+            subject_mode=not full_scan,
         )
     res.save(out)
     data = {
@@ -472,12 +480,20 @@ def eval_embed_cmd(
         "model": engine.model,
         "flip_average": engine.config.flip_average,
         "subject": subject,
+        "scan": "full" if full_scan else "coarse-to-fine",
     }
     emit(as_json, data, lambda: console.print(data))
 
 
 def eval_lfw_cmd(
-    state: CliState, root: Path, pairs_file: Path, backend: str | None, subject: str, flip: bool, as_json: bool
+    state: CliState,
+    root: Path,
+    pairs_file: Path,
+    backend: str | None,
+    subject: str,
+    flip: bool,
+    full_scan: bool,
+    as_json: bool,
 ) -> None:
     import numpy as np
 
@@ -506,6 +522,7 @@ def eval_lfw_cmd(
             subject=subject,  # type: ignore[arg-type]
             imaging=state.settings.imaging,
             progress=lambda n: prog.update(task, completed=n),
+            subject_mode=not full_scan,
         )
     index = {r: i for i, r in enumerate(rel)}
     a = np.array([index[x] for x, _ in pairs.path_pairs()])
@@ -522,6 +539,7 @@ def eval_lfw_cmd(
         "provider": engine.provider,
         "flip_average": flip,
         "subject": subject,
+        "scan": "full" if full_scan else "coarse-to-fine",
         "detector": engine.config.detector,
         "upsample": engine.config.upsample,
     }

@@ -269,12 +269,19 @@ def eval_embed(
         ),
     ] = "central",
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N images (sorted).")] = None,
+    full_scan: Annotated[
+        bool,
+        typer.Option(
+            "--full-scan",
+            help="Scan every photo at the configured upsampling instead of coarse to fine as enrollment does.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Embed every image of a dataset with the enrollment pipeline into an npz."""
     from sightline.cli.commands import eval_embed_cmd
 
-    eval_embed_cmd(_state(ctx), root, out, backend, subject, limit, as_json)
+    eval_embed_cmd(_state(ctx), root, out, backend, subject, limit, full_scan, as_json)
 
 
 @eval_app.command("lfw")
@@ -285,12 +292,15 @@ def eval_lfw(
     backend: Annotated[str | None, typer.Option(help="dlib or onnx [default: the global --backend].")] = None,
     subject: Annotated[str, typer.Option(help="central or largest (see eval embed).")] = "central",
     flip: Annotated[bool, typer.Option(help="Mirror-average descriptors.")] = True,
+    full_scan: Annotated[
+        bool, typer.Option("--full-scan", help="Scan every photo at the configured upsampling (see eval embed).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The standard LFW 10-fold verification protocol on a pairs file."""
     from sightline.cli.commands import eval_lfw_cmd
 
-    eval_lfw_cmd(_state(ctx), root, pairs, backend, subject, flip, as_json)
+    eval_lfw_cmd(_state(ctx), root, pairs, backend, subject, flip, full_scan, as_json)
 
 
 @eval_app.command("calibrate")

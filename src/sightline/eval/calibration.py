@@ -89,9 +89,7 @@ def _pair_scores(
     return imp, np.sort(np.concatenate(genuine)) if genuine else np.zeros(0, np.float32)
 
 
-def _check_embeddings(
-    embeddings: npt.ArrayLike, names: Sequence[str] | np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_embeddings(embeddings: npt.ArrayLike, names: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     emb = np.asarray(embeddings, dtype=np.float32)
     nm = np.asarray(names).astype(str)
     if emb.ndim != 2 or len(nm) != len(emb):
@@ -134,9 +132,7 @@ def build_calibration(
     if n_imp < 1:
         raise ValueError(f"need images of at least 2 identities for impostor pairs, got {len(uniq)}")
     keep = min(n_imp, tail if tail is not None else max(10_000, math.ceil(max(FMRS) * n_imp) + 2))
-    logger.info(
-        "calibration: %d images, %d identities, %d impostor and %d genuine pairs", n, len(uniq), n_imp, n_gen
-    )
+    logger.info("calibration: %d images, %d identities, %d impostor and %d genuine pairs", n, len(uniq), n_imp, n_gen)
     imp, gen = _pair_scores(emb, labels.astype(np.int64), bins, keep, block)
     assert imp.n == n_imp and len(gen) == n_gen
 

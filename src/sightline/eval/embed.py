@@ -61,11 +61,16 @@ def embed_files(
     root: Path,
     files: Sequence[Path],
     *,
-    subject: Literal["largest", "central"] = "largest",
+    subject: Literal["largest", "central"] = "central",
     imaging: ImagingConfig | None = None,
     progress: Callable[[int], None] | None = None,
+    subject_mode: bool = True,
 ) -> EmbeddedSet:
-    """Embed ``files`` (under ``root``) one subject face each; see the module docstring."""
+    """Embed ``files`` (under ``root``) one subject face each; see the module docstring.
+
+    subject_mode: detect coarse to fine as enrollment does (``FaceEngine.detect(subject=True)``);
+    False scans every photo at the configured upsampling (finds small background faces too).
+    """
     emb = np.full((len(files), engine.dim), np.nan, np.float32)
     errors: list[tuple[str, str]] = []
     t0 = time.perf_counter()
@@ -76,7 +81,7 @@ def embed_files(
             errors.append((str(path), str(exc)))
             logger.warning("skipped %s", exc)
         else:
-            faces = engine.analyze(img.rgb, embed=False, fallback=True)
+            faces = engine.analyze(img.rgb, embed=False, fallback=True, subject=subject_mode)
             face = pick_subject(faces, img.rgb.shape, subject)
             if face is not None and face.chip is not None:
                 emb[i] = engine.embed_chips(face.chip[None])[0]

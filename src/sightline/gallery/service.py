@@ -73,7 +73,7 @@ class EngineLike(Protocol):
     @property
     def calibration(self) -> CalibrationLike: ...
 
-    def analyze(self, image: Image, *, embed: bool = True) -> list[FaceRecord]: ...
+    def analyze(self, image: Image, *, embed: bool = True, subject: bool = False) -> list[FaceRecord]: ...
 
 
 class Gallery:
@@ -186,8 +186,13 @@ class Gallery:
                     self.store.add_member(wl.id, person.id)
                 tids = [
                     self.store.add_template(
-                        person.id, model=self.engine.model, descriptor=face.embedding,  # type: ignore[arg-type]
-                        quality=face.quality.score, photo_sha256=sha, source_name=photo_name, xyxy=face.xyxy,
+                        person.id,
+                        model=self.engine.model,
+                        descriptor=face.embedding,  # type: ignore[arg-type]
+                        quality=face.quality.score,
+                        photo_sha256=sha,
+                        source_name=photo_name,
+                        xyxy=face.xyxy,
                     )
                     for face, sha, photo_name in accepted
                 ]
@@ -203,7 +208,11 @@ class Gallery:
         self._apply(before, after, lambda idx: idx.add(tids, [pid] * len(tids), vecs))
         logger.info(
             "enroll %s (person %s%s): %s template(s) added, %s photo(s) skipped",
-            name, pid, ", new" if created else "", len(tids), len(skipped),
+            name,
+            pid,
+            ", new" if created else "",
+            len(tids),
+            len(skipped),
         )
         return EnrollReport((EnrollResult(name, pid, created, tuple(tids), tuple(skipped)),))
 
@@ -233,7 +242,8 @@ class Gallery:
             self.get_watchlist(watchlist)
         subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         loose = sorted(
-            p for p in root.iterdir()
+            p
+            for p in root.iterdir()
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
         )
         plan = [(d.name, find_photos([d])) for d in subdirs]
@@ -241,16 +251,34 @@ class Gallery:
         offset = 0
         results: list[EnrollResult] = []
         if loose:
-            results.append(EnrollResult(root.name, None, False, (), tuple(
-                SkippedPhoto(root.name, p.name, "photo directly in the root folder; put it in a "
-                             "PERSON_NAME/ subfolder", "not_in_person_folder")
-                for p in loose
-            )))
+            results.append(
+                EnrollResult(
+                    root.name,
+                    None,
+                    False,
+                    (),
+                    tuple(
+                        SkippedPhoto(
+                            root.name,
+                            p.name,
+                            "photo directly in the root folder; put it in a PERSON_NAME/ subfolder",
+                            "not_in_person_folder",
+                        )
+                        for p in loose
+                    ),
+                )
+            )
         for person, photos in plan:
             if not photos:
-                results.append(EnrollResult(person, None, False, (), (
-                    SkippedPhoto(person, f"{person}/", "no photos in folder", "no_photos"),
-                )))
+                results.append(
+                    EnrollResult(
+                        person,
+                        None,
+                        False,
+                        (),
+                        (SkippedPhoto(person, f"{person}/", "no photos in folder", "no_photos"),),
+                    )
+                )
                 continue
 
             def step(done: int, _total: int, base: int = offset) -> None:
@@ -265,9 +293,11 @@ class Gallery:
             except (PhotoConflictError, AmbiguousPersonError) as e:
                 logger.warning("enroll %s refused: %s", person, e)
                 code = "photo_conflict" if isinstance(e, PhotoConflictError) else "ambiguous_person"
-                results.append(EnrollResult(person, None, False, (), tuple(
-                    SkippedPhoto(person, p.name, str(e), code) for p in photos
-                )))
+                results.append(
+                    EnrollResult(
+                        person, None, False, (), tuple(SkippedPhoto(person, p.name, str(e), code) for p in photos)
+                    )
+                )
                 if progress is not None:
                     progress(offset + len(photos), total)
             offset += len(photos)
@@ -308,7 +338,7 @@ class Gallery:
                 seen.add(img.sha256)
                 return SkippedPhoto(person, label, "duplicate", "duplicate")
         seen.add(img.sha256)
-        faces = self._analyze(img.rgb)
+        faces = self._analyze(img.rgb, subject=True)
         if not faces:
             return SkippedPhoto(person, label, "no face found", "no_face")
         if len(faces) > 1 and multi_face == "skip":
@@ -327,9 +357,7 @@ class Gallery:
             found = self.store.find_persons(external_id=external_id)
             if found and found[0].name != name:
                 p = found[0]
-                raise GalleryError(
-                    f"external id {external_id!r} belongs to person {p.id} {p.name!r}, not {name!r}"
-                )
+                raise GalleryError(f"external id {external_id!r} belongs to person {p.id} {p.name!r}, not {name!r}")
             return found[0] if found else None
         found = self.store.find_persons(name=name)
         if len(found) > 1:
@@ -385,11 +413,18 @@ class Gallery:
                 p = persons.get(h.person_id)
                 if p is None:  # deleted by another process after the index was synced
                     continue
-                cands.append(Candidate(
-                    person_id=p.id, name=p.name, similarity=h.similarity, threshold=threshold,
-                    is_match=h.similarity >= threshold, est_fmr=float(cal.est_fmr(h.similarity)),
-                    template_id=h.template_id, external_id=p.external_id,
-                ))
+                cands.append(
+                    Candidate(
+                        person_id=p.id,
+                        name=p.name,
+                        similarity=h.similarity,
+                        threshold=threshold,
+                        is_match=h.similarity >= threshold,
+                        est_fmr=float(cal.est_fmr(h.similarity)),
+                        template_id=h.template_id,
+                        external_id=p.external_id,
+                    )
+                )
             out.append(tuple(cands))
         return out
 
@@ -521,8 +556,7 @@ class Gallery:
             self._index_gen = gen
             others = {m: n for m, n in self.store.model_counts().items() if m != self.engine.model}
             if others:
-                logger.info("gallery: ignoring templates of other models %s (engine is %s)", others,
-                            self.engine.model)
+                logger.info("gallery: ignoring templates of other models %s (engine is %s)", others, self.engine.model)
             logger.debug("gallery index loaded: %s templates, generation %s", len(tids), gen)
 
     def _apply(self, before: int, after: int, change: Callable[[VectorIndex], None]) -> None:
@@ -538,9 +572,10 @@ class Gallery:
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def _analyze(self, rgb: Image) -> list[FaceRecord]:
+    def _analyze(self, rgb: Image, *, subject: bool = False) -> list[FaceRecord]:
+        """subject=True for enrollment: the photo's main faces, found coarse to fine (cheaper)."""
         with self._engine_lock:
-            return self.engine.analyze(rgb, embed=True)
+            return self.engine.analyze(rgb, embed=True, subject=subject)
 
     def _rgb(self, image: Path | str | LoadedImage | Image) -> Image:
         if isinstance(image, np.ndarray):
@@ -563,4 +598,3 @@ def _label(image: object) -> str:
     if isinstance(image, np.ndarray):
         return f"array {image.shape}"
     return str(getattr(image, "name", "image"))
-

@@ -162,8 +162,7 @@ def _check_file(conn: sqlite3.Connection, version: int, target: int, name: str) 
 
 _PERSON_COLS = "p.id, p.name, p.external_id, p.notes, p.created_at"
 _TEMPLATE_COLS = (
-    "t.id, t.person_id, t.model, t.dim, t.quality, t.photo_sha256, t.source_name, "
-    "t.x1, t.y1, t.x2, t.y2, t.created_at"
+    "t.id, t.person_id, t.model, t.dim, t.quality, t.photo_sha256, t.source_name, t.x1, t.y1, t.x2, t.y2, t.created_at"
 )
 _WATCHLIST_COLS = (
     "w.id, w.name, w.description, w.threshold, w.created_at, "
@@ -182,14 +181,26 @@ def _template(row: Sequence, descriptor: bytes | None = None) -> Template:
         vec = np.frombuffer(descriptor, dtype="<f4").astype(np.float32)
         vec.setflags(write=False)
     return Template(
-        id=row[0], person_id=row[1], model=row[2], dim=row[3], quality=row[4], photo_sha256=row[5],
-        source_name=row[6], xyxy=box, created_at=_ts(row[11]), descriptor=vec,
+        id=row[0],
+        person_id=row[1],
+        model=row[2],
+        dim=row[3],
+        quality=row[4],
+        photo_sha256=row[5],
+        source_name=row[6],
+        xyxy=box,
+        created_at=_ts(row[11]),
+        descriptor=vec,
     )
 
 
 def _watchlist(row: Sequence) -> Watchlist:
     return Watchlist(
-        id=row[0], name=row[1], description=row[2], threshold=row[3], created_at=_ts(row[4]),
+        id=row[0],
+        name=row[1],
+        description=row[2],
+        threshold=row[3],
+        created_at=_ts(row[4]),
         member_count=row[5],
     )
 
@@ -351,8 +362,9 @@ class GalleryStore:
                 out[r[0]] = _person(r)
         return out
 
-    def person_info(self, person_ids: Sequence[int] | None = None, *, watchlist_id: int | None = None
-                    ) -> list[PersonInfo]:
+    def person_info(
+        self, person_ids: Sequence[int] | None = None, *, watchlist_id: int | None = None
+    ) -> list[PersonInfo]:
         """Persons with template counts and watchlist names, sorted by name then id.
 
         person_ids: only these (None: all); watchlist_id: only members of that watchlist.
@@ -379,7 +391,12 @@ class GalleryStore:
         rows = self._conn().execute(sql + " ORDER BY p.name, p.id", params).fetchall()
         return [
             PersonInfo(
-                id=r[0], name=r[1], external_id=r[2], notes=r[3], created_at=_ts(r[4]), template_count=int(r[5]),
+                id=r[0],
+                name=r[1],
+                external_id=r[2],
+                notes=r[3],
+                created_at=_ts(r[4]),
+                template_count=int(r[5]),
                 watchlists=tuple(r[6].split(_SEP)) if r[6] else (),
             )
             for r in rows
@@ -417,15 +434,26 @@ class GalleryStore:
         cur = self._write(
             "INSERT INTO templates(person_id, model, dim, descriptor, quality, photo_sha256, source_name, "
             "x1, y1, x2, y2, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (person_id, model, vec.size, _blob(vec, vec.size), float(quality), photo_sha256.lower(),
-             source_name, *box, time.time()),
+            (
+                person_id,
+                model,
+                vec.size,
+                _blob(vec, vec.size),
+                float(quality),
+                photo_sha256.lower(),
+                source_name,
+                *box,
+                time.time(),
+            ),
         )
         return int(cur.lastrowid or 0)
 
     def get_template(self, template_id: int, *, with_descriptor: bool = False) -> Template | None:
-        row = self._conn().execute(
-            f"SELECT {_TEMPLATE_COLS}, t.descriptor FROM templates t WHERE t.id = ?", (template_id,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(f"SELECT {_TEMPLATE_COLS}, t.descriptor FROM templates t WHERE t.id = ?", (template_id,))
+            .fetchone()
+        )
         return None if row is None else _template(row, row[12] if with_descriptor else None)
 
     def templates_of(self, person_id: int, *, with_descriptors: bool = False) -> list[Template]:
@@ -455,10 +483,14 @@ class GalleryStore:
         """All templates of ``model``: (N,) template ids, (N,) person ids, (N, D) float32 descriptors,
         sorted by person then template. Raises ``GalleryError`` when the model's templates disagree
         on D (a corrupted or hand-edited file)."""
-        rows = self._conn().execute(
-            "SELECT id, person_id, dim, descriptor FROM templates WHERE model = ? ORDER BY person_id, id",
-            (model,),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT id, person_id, dim, descriptor FROM templates WHERE model = ? ORDER BY person_id, id",
+                (model,),
+            )
+            .fetchall()
+        )
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         dims = {r[2] for r in rows}
@@ -491,9 +523,11 @@ class GalleryStore:
         return wl
 
     def get_watchlist(self, name: str) -> Watchlist | None:
-        row = self._conn().execute(
-            f"SELECT {_WATCHLIST_COLS} FROM watchlists w WHERE w.name = ?", (name.strip(),)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(f"SELECT {_WATCHLIST_COLS} FROM watchlists w WHERE w.name = ?", (name.strip(),))
+            .fetchone()
+        )
         return None if row is None else _watchlist(row)
 
     def list_watchlists(self) -> list[Watchlist]:
@@ -527,7 +561,5 @@ class GalleryStore:
         return cur.rowcount > 0
 
     def member_ids(self, watchlist_id: int) -> set[int]:
-        rows = self._conn().execute(
-            "SELECT person_id FROM watchlist_members WHERE watchlist_id = ?", (watchlist_id,)
-        )
+        rows = self._conn().execute("SELECT person_id FROM watchlist_members WHERE watchlist_id = ?", (watchlist_id,))
         return {int(r[0]) for r in rows}

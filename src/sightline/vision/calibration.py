@@ -178,9 +178,7 @@ class Calibration:
 
 def builtin_models() -> list[str]:
     """Models with a calibration shipped in the package."""
-    return sorted(
-        p.name[: -len(_SUFFIX)] for p in resources.files(_PACKAGE).iterdir() if p.name.endswith(_SUFFIX)
-    )
+    return sorted(p.name[: -len(_SUFFIX)] for p in resources.files(_PACKAGE).iterdir() if p.name.endswith(_SUFFIX))
 
 
 def load_builtin(model: str) -> Calibration:
