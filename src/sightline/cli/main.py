@@ -38,6 +38,21 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+EvalBackendOpt = Annotated[str | None, typer.Option("--backend", help="dlib or onnx (default: the global --backend).")]
+SubjectOpt = Annotated[
+    str,
+    typer.Option(
+        help="Which face is the subject where several are found: central (the most central of those at least "
+        "80% as large as the largest; measured better on LFW) or largest."
+    ),
+]
+FullScanOpt = Annotated[
+    bool,
+    typer.Option(
+        "--full-scan",
+        help="Scan every photo at the configured upsampling instead of coarse to fine as enrollment does.",
+    ),
+]
 Backend = Literal["auto", "dlib", "onnx"]
 
 
@@ -76,7 +91,7 @@ def _main(
     ctx: typer.Context,
     data_dir: Annotated[
         Path | None,
-        typer.Option(envvar="SIGHTLINE_DATA_DIR", help="Gallery directory [default: ~/.local/share/sightline]."),
+        typer.Option(envvar="SIGHTLINE_DATA_DIR", help="Gallery directory (default: ~/.local/share/sightline)."),
     ] = None,
     backend: Annotated[
         str, typer.Option(help="Network runtime: auto (onnx when available), dlib (reference) or onnx.")
@@ -150,7 +165,7 @@ def verify(
     photo_a: Annotated[Path, typer.Argument(help="First photo (its largest face).")],
     photo_b: Annotated[Path, typer.Argument(help="Second photo (its largest face).")],
     threshold: Annotated[
-        float | None, typer.Option(min=-1, max=1, help="Similarity threshold [default: the model's, FMR 1e-3].")
+        float | None, typer.Option(min=-1, max=1, help="Similarity threshold (default: the model's, FMR 1e-3).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -200,7 +215,7 @@ def watchlist_create(
     name: str,
     description: Annotated[str, typer.Option(help="What the list is for.")] = "",
     threshold: Annotated[
-        float | None, typer.Option(min=-1, max=1, help="Similarity threshold [default: the model's, FMR 1e-3].")
+        float | None, typer.Option(min=-1, max=1, help="Similarity threshold (default: the model's, FMR 1e-3).")
     ] = None,
     fmr: Annotated[
         float | None,
@@ -260,22 +275,10 @@ def eval_embed(
     ctx: typer.Context,
     root: Annotated[Path, typer.Argument(help="Identity-folder dataset: ROOT/NAME/*.jpg.")],
     out: Annotated[Path, typer.Option(help="Where to write the .npz.")],
-    backend: Annotated[str | None, typer.Option(help="dlib or onnx [default: the global --backend].")] = None,
-    subject: Annotated[
-        str,
-        typer.Option(
-            help="Which face is the subject where several are found: central (the most central of those at least "
-            "80% as large as the largest; measured better on LFW) or largest."
-        ),
-    ] = "central",
+    backend: EvalBackendOpt = None,
+    subject: SubjectOpt = "central",
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N images (sorted).")] = None,
-    full_scan: Annotated[
-        bool,
-        typer.Option(
-            "--full-scan",
-            help="Scan every photo at the configured upsampling instead of coarse to fine as enrollment does.",
-        ),
-    ] = False,
+    full_scan: FullScanOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Embed every image of a dataset with the enrollment pipeline into an npz."""
@@ -289,12 +292,10 @@ def eval_lfw(
     ctx: typer.Context,
     root: Annotated[Path, typer.Option(help="LFW images: ROOT/NAME/NAME_NNNN.jpg.")],
     pairs: Annotated[Path, typer.Option(help="pairs.txt (first line '10' or '10<TAB>300').")],
-    backend: Annotated[str | None, typer.Option(help="dlib or onnx [default: the global --backend].")] = None,
-    subject: Annotated[str, typer.Option(help="central or largest (see eval embed).")] = "central",
+    backend: EvalBackendOpt = None,
+    subject: SubjectOpt = "central",
     flip: Annotated[bool, typer.Option(help="Mirror-average descriptors.")] = True,
-    full_scan: Annotated[
-        bool, typer.Option("--full-scan", help="Scan every photo at the configured upsampling (see eval embed).")
-    ] = False,
+    full_scan: FullScanOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The standard LFW 10-fold verification protocol on a pairs file."""
