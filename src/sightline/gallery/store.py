@@ -2,7 +2,8 @@
 
 One file, ``gallery.sqlite3`` in the data directory, in WAL mode (readers never block the one
 writer; other processes may read and write the same file). Foreign keys are ON and deletes
-cascade: deleting a person removes their templates and memberships.
+cascade: deleting a person removes their templates and memberships, and (schema 2) their alerts and
+sightings, whose tables ``sightline.events.store`` reads and writes through this store's connections.
 
 Schema versions live in ``PRAGMA user_version``; ``MIGRATIONS[i]`` takes a file from version i to
 i + 1, so every file a past release wrote opens in a later one. A file whose version is newer than
@@ -96,8 +97,73 @@ SCHEMA_V1: tuple[str, ...] = (
         UPDATE meta SET value = value + 1 WHERE key = 'templates_generation'; END""",
 )
 
+#: Schema version 2: live-video alerts and sightings (``sightline.events.store``), and a watchlist change
+#: counter (``meta.watchlists_generation``, bumped by triggers on watchlists and memberships, cascades
+#: included) so a live matcher notices a changed watchlist with one cheap read.
+#: Deleting a person CASCADES to their alerts and matched sightings: those rows are biometric data
+#: about that person (face crops, descriptors, where and when they were seen), so an erasure must
+#: take them too; SET NULL would leave identified face crops behind as anonymous rows, and turn a
+#: matched sighting into an unmatched one holding a crop the retention rules say is never kept.
+#: That an alert happened belongs in the audit log, not here. Frozen once released.
+SCHEMA_V2: tuple[str, ...] = (
+    """CREATE TABLE alerts (
+        id          INTEGER PRIMARY KEY,
+        camera_id   TEXT NOT NULL CHECK (length(camera_id) > 0),
+        track_id    INTEGER NOT NULL,
+        person_id   INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
+        watchlist   TEXT NOT NULL,
+        similarity  REAL NOT NULL CHECK (similarity BETWEEN -1 AND 1),
+        threshold   REAL NOT NULL CHECK (threshold BETWEEN -1 AND 1),
+        est_fmr     REAL NOT NULL CHECK (est_fmr BETWEEN 0 AND 1),
+        ts          REAL NOT NULL,
+        frame_ts    REAL NOT NULL,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        quality     REAL NOT NULL DEFAULT 0 CHECK (quality BETWEEN 0 AND 1),
+        crop_jpeg   BLOB NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'new' CHECK (status IN ('new', 'confirmed', 'rejected')),
+        decided_by  TEXT,
+        decided_at  REAL,
+        comment     TEXT,
+        CHECK ((status = 'new') = (decided_at IS NULL))
+    )""",
+    "CREATE INDEX alerts_camera_ts ON alerts(camera_id, ts)",
+    "CREATE INDEX alerts_ts ON alerts(ts)",
+    "CREATE INDEX alerts_person ON alerts(person_id)",
+    "CREATE INDEX alerts_status_ts ON alerts(status, ts)",
+    """CREATE TABLE sightings (
+        id          INTEGER PRIMARY KEY,
+        camera_id   TEXT NOT NULL CHECK (length(camera_id) > 0),
+        track_id    INTEGER NOT NULL,
+        start_ts    REAL NOT NULL,
+        end_ts      REAL NOT NULL CHECK (end_ts >= start_ts),
+        frames      INTEGER NOT NULL CHECK (frames >= 1),
+        quality     REAL NOT NULL CHECK (quality BETWEEN 0 AND 1),
+        person_id   INTEGER REFERENCES persons(id) ON DELETE CASCADE,
+        watchlist   TEXT,
+        similarity  REAL CHECK (similarity IS NULL OR similarity BETWEEN -1 AND 1),
+        threshold   REAL,
+        est_fmr     REAL,
+        crop_jpeg   BLOB,
+        embedding   BLOB,
+        model       TEXT,
+        CHECK ((person_id IS NULL) = (watchlist IS NULL) AND (person_id IS NULL) = (similarity IS NULL)
+               AND (person_id IS NULL) = (threshold IS NULL) AND (person_id IS NULL) = (est_fmr IS NULL)),
+        CHECK ((embedding IS NULL) = (model IS NULL))
+    )""",
+    "CREATE INDEX sightings_camera_end ON sightings(camera_id, end_ts)",
+    "CREATE INDEX sightings_end ON sightings(end_ts)",
+    "CREATE INDEX sightings_person ON sightings(person_id)",
+    "INSERT INTO meta(key, value) VALUES ('watchlists_generation', 0)",
+    *(
+        f"""CREATE TRIGGER {table}_gen_{op.lower()} AFTER {op} ON {table} BEGIN
+        UPDATE meta SET value = value + 1 WHERE key = 'watchlists_generation'; END"""
+        for table in ("watchlists", "watchlist_members")
+        for op in ("INSERT", "UPDATE", "DELETE")
+    ),
+)
+
 #: ``MIGRATIONS[i]`` takes a file from schema version i to i + 1. Append only.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -311,6 +377,12 @@ class GalleryStore:
         """The template change counter: it changes whenever any template is added, changed or deleted
         (by any process), so an index compares it before searching and reloads when it moved."""
         row = self._conn().execute("SELECT value FROM meta WHERE key = 'templates_generation'").fetchone()
+        return int(row[0])
+
+    def watchlists_generation(self) -> int:
+        """The watchlist change counter: it changes whenever a watchlist is created, changed or deleted
+        or a membership is added or removed (by any process, cascades included)."""
+        row = self._conn().execute("SELECT value FROM meta WHERE key = 'watchlists_generation'").fetchone()
         return int(row[0])
 
     # -- persons -----------------------------------------------------------------------------------

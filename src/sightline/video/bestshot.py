@@ -1,0 +1,109 @@
+"""The best shot of a track: its highest-quality face, kept as an aligned chip and a JPEG crop.
+
+    keeper = BestShot()
+    if keeper.offer(frame.image, xyxy, quality, chip, frame.ts):   # True: a new best
+        ...
+    keeper.shot.crop_jpeg                                          # JPEG bytes of the best so far
+
+The crop is the face box grown by ``grow`` (0.4 = 40% wider and taller, centred) and clipped to
+the frame, cut from the ORIGINAL full-resolution frame (not the downscaled detection image), then
+shrunk to at most ``max_side`` pixels so that stored alerts stay small (~10-30 kB). It is
+encoded only when a shot becomes the best, so a track costs one encode per improvement, not one
+per frame. The chip (150x150 aligned) is kept for the embedder.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image as PILImage
+
+from sightline.types import Chip, Image, Quality
+
+logger = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, eq=False)
+class Shot:
+    """One face of a track: quality, where and when, the JPEG crop and the aligned chip.
+
+    quality: overall quality score in [0, 1] (``Quality.score``); details in ``detail``.
+    ts: frame time, epoch s; xyxy: face box in full-frame pixels.
+    """
+
+    quality: float
+    ts: float
+    xyxy: Box
+    crop_jpeg: bytes = field(repr=False)
+    chip: Chip = field(repr=False)
+    detail: Quality | None = None
+
+
+def grow_box(xyxy: Box, grow: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """The box grown by ``grow`` of its size (split evenly on both sides), rounded outwards to
+    whole pixels and clipped to a ``width`` x ``height`` image. Never empty for a box inside it."""
+    x1, y1, x2, y2 = xyxy
+    dx, dy = (x2 - x1) * grow / 2, (y2 - y1) * grow / 2
+    ix1 = max(0, math.floor(x1 - dx))
+    iy1 = max(0, math.floor(y1 - dy))
+    ix2 = min(width, math.ceil(x2 + dx))
+    iy2 = min(height, math.ceil(y2 + dy))
+    return ix1, iy1, max(ix2, min(width, ix1 + 1)), max(iy2, min(height, iy1 + 1))
+
+
+def encode_crop(image: Image, xyxy: Box, *, grow: float = 0.4, max_side: int = 320, jpeg_quality: int = 85) -> bytes:
+    """JPEG bytes of the grown face box cut from ``image`` ((H, W, 3) uint8 RGB), longest side at
+    most ``max_side`` pixels (shrunk with a high-quality filter; never enlarged)."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = grow_box(xyxy, grow, w, h)
+    im = PILImage.fromarray(np.ascontiguousarray(image[y1:y2, x1:x2]))
+    longest = max(im.size)
+    if longest > max_side:
+        scale = max_side / longest
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), PILImage.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=jpeg_quality)
+    return buf.getvalue()
+
+
+class BestShot:
+    """Keeps the best shot of one track by quality score (strictly better replaces).
+
+    grow: crop margin as a fraction of the box size (0.4 = 40%), in [0, 4].
+    max_side: longest side of the stored crop, pixels, in [32, 4096].
+    jpeg_quality: Pillow JPEG quality, in [1, 95].
+    """
+
+    def __init__(self, *, grow: float = 0.4, max_side: int = 320, jpeg_quality: int = 85) -> None:
+        if not 0.0 <= grow <= 4.0:
+            raise ValueError(f"grow must be in [0, 4] (fraction of the box size), got {grow}")
+        if not 32 <= max_side <= 4096:
+            raise ValueError(f"max_side must be in [32, 4096] pixels, got {max_side}")
+        if not 1 <= jpeg_quality <= 95:
+            raise ValueError(f"jpeg_quality must be in [1, 95], got {jpeg_quality}")
+        self.grow = grow
+        self.max_side = max_side
+        self.jpeg_quality = jpeg_quality
+        self.shot: Shot | None = None
+        self.encodes = 0  # JPEG encodes done, one per new best
+
+    @property
+    def quality(self) -> float:
+        """Quality of the best shot so far; -1.0 before the first offer."""
+        return -1.0 if self.shot is None else self.shot.quality
+
+    def offer(self, image: Image, xyxy: Box, quality: Quality, chip: Chip, ts: float) -> bool:
+        """Consider one face of the track; returns True when it became the best shot (then its
+        crop was cut from ``image``, the full-resolution frame, and encoded)."""
+        if self.shot is not None and quality.score <= self.shot.quality:
+            return False
+        jpeg = encode_crop(image, xyxy, grow=self.grow, max_side=self.max_side, jpeg_quality=self.jpeg_quality)
+        self.encodes += 1
+        self.shot = Shot(float(quality.score), float(ts), xyxy, jpeg, np.array(chip, np.uint8), quality)
+        return True

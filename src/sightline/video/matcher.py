@@ -1,0 +1,195 @@
+"""Match live-video descriptors against every active watchlist at once.
+
+    matcher = WatchlistMatcher(gallery)                 # all watchlists; or watchlists=["wanted"]
+    matches = matcher.match(embeddings)                 # (N, D) -> N x (Match | None)
+
+The matcher keeps its own matrix of the templates of every person on an active watchlist (a
+watchlist is active when it exists and, if ``watchlists`` is given, is named there; the schema has
+no on/off flag), so one frame batch costs ONE matrix multiply ``(N, D) @ (D, M)`` whatever the
+number of watchlists, followed by a per-person maximum over their templates. Each (person,
+watchlist) pair then has the watchlist's threshold (None -> the engine's calibrated default).
+
+A descriptor matches when some pair is at or above its threshold. The Match is the person with the
+highest similarity among the pairs that pass; when that person passes on several watchlists, the
+one with the highest threshold is reported (the strictest list they meet), ties by name.
+
+Refresh: before each match the gallery's two change counters (templates, watchlists and
+memberships, both bumped by triggers in any process) are read — one cheap query each — and the
+matrix is rebuilt when either moved. Memory: M * D * 4 bytes for the watchlisted templates only.
+A person renamed without a template or membership change keeps the old name until the next reload.
+Thread-safe: one matcher may serve every camera worker of a process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from sightline.types import F32, Match
+
+if TYPE_CHECKING:
+    from sightline.gallery.service import Gallery
+
+logger = logging.getLogger(__name__)
+
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class _Snapshot:
+    """Everything match() needs, rebuilt on a gallery change (internal)."""
+
+    generation: tuple[int, int]
+    matrix: F32  # (M, D) templates of watchlisted persons, rows grouped by person
+    starts: I64  # (P,) first row of each person in ``matrix``
+    persons: I64  # (P,) person ids
+    names: dict[int, str]
+    pair_col: I64  # (K,) column in the (Q, P) per-person maximum of each (person, watchlist) pair
+    pair_thr: npt.NDArray[np.float64]  # (K,) the pair's threshold
+    pair_wl: tuple[str, ...]  # (K,) the pair's watchlist name
+    watchlists: tuple[str, ...]
+
+
+class WatchlistMatcher:
+    """Best watchlist match per descriptor over all active watchlists.
+
+    gallery:    the gallery (its store for templates and watchlists, its engine for the model name
+                and the calibration: default threshold and estimated false-match rates).
+    watchlists: names of the watchlists to match (None: every watchlist in the gallery). Names that
+                do not exist (yet) are ignored; they become active when created.
+    """
+
+    def __init__(self, gallery: Gallery, watchlists: Collection[str] | None = None) -> None:
+        self.gallery = gallery
+        self.only = None if watchlists is None else frozenset(n.strip().casefold() for n in watchlists)
+        self._lock = threading.Lock()
+        self._snap: _Snapshot | None = None
+        self.reloads = 0
+
+    @property
+    def dim(self) -> int:
+        return int(self.gallery.engine.dim)
+
+    def size(self) -> tuple[int, int]:
+        """(persons, templates) currently matched against (after a refresh)."""
+        snap = self._current()
+        return len(snap.persons), len(snap.matrix)
+
+    def watchlists(self) -> tuple[str, ...]:
+        """Names of the active watchlists (after a refresh)."""
+        return self._current().watchlists
+
+    def refresh(self) -> None:
+        """Rebuild now (``match`` does this by itself when the gallery changed)."""
+        with self._lock:
+            self._snap = self._load()
+
+    def match(self, embeddings: npt.ArrayLike) -> list[Match | None]:
+        """One Match (or None) per row of ``embeddings``: (N, D) float32, L2-normalised, of the
+        gallery engine's model. One matrix multiply for the whole batch."""
+        q = np.asarray(embeddings, dtype=np.float32)
+        if q.ndim == 1:
+            q = q.reshape(1, -1)
+        if q.ndim != 2 or (len(q) and q.shape[1] != self.dim):
+            raise ValueError(f"embeddings must have shape (N, {self.dim}), got {q.shape}")
+        if len(q) == 0:
+            return []
+        snap = self._current()
+        if len(snap.pair_col) == 0:
+            return [None] * len(q)
+        sims = q @ snap.matrix.T  # (N, M): the one multiply
+        best = np.maximum.reduceat(sims, snap.starts, axis=1)  # (N, P) each person's best template
+        pair_sim = best[:, snap.pair_col]  # (N, K)
+        passed = pair_sim >= snap.pair_thr[None, :]
+        cal = self.gallery.engine.calibration
+        out: list[Match | None] = []
+        for i in range(len(q)):
+            ks = np.flatnonzero(passed[i])
+            if len(ks) == 0:
+                out.append(None)
+                continue
+            k = min(ks, key=lambda j: (-pair_sim[i, j], -snap.pair_thr[j], snap.pair_wl[j]))
+            pid = int(snap.persons[snap.pair_col[k]])
+            sim = float(pair_sim[i, k])
+            out.append(
+                Match(
+                    person_id=pid,
+                    name=snap.names.get(pid, f"person {pid}"),
+                    watchlist=snap.pair_wl[k],
+                    similarity=sim,
+                    threshold=float(snap.pair_thr[k]),
+                    est_fmr=float(cal.est_fmr(sim)),
+                )
+            )
+        return out
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _current(self) -> _Snapshot:
+        store = self.gallery.store
+        gen = (store.generation(), store.watchlists_generation())
+        snap = self._snap
+        if snap is not None and snap.generation == gen:
+            return snap
+        with self._lock:
+            if self._snap is None or self._snap.generation != gen:
+                self._snap = self._load()
+            return self._snap
+
+    def _load(self) -> _Snapshot:
+        store = self.gallery.store
+        engine = self.gallery.engine
+        default_thr = float(engine.calibration.default_threshold)
+        with store.transaction(write=False):  # one consistent snapshot of templates and watchlists
+            gen = (store.generation(), store.watchlists_generation())
+            lists = [w for w in store.list_watchlists() if self.only is None or w.name.casefold() in self.only]
+            members = {w.name: store.member_ids(w.id) for w in lists}
+            wanted = set().union(*members.values()) if members else set()
+            _, pids, mat = store.load_descriptors(engine.model) if wanted else (None, None, None)
+            names = {p.id: p.name for p in store.persons_by_id(wanted).values()}
+        dim = int(engine.dim)
+        if pids is None or mat is None or len(pids) == 0:
+            matrix, row_pids = np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
+        else:
+            if mat.shape[1] != dim:
+                raise ValueError(
+                    f"gallery templates of model {engine.model!r} have {mat.shape[1]} dimensions, engine gives {dim}"
+                )
+            keep = np.isin(pids, np.fromiter(wanted, np.int64, len(wanted)))
+            matrix, row_pids = np.ascontiguousarray(mat[keep]), pids[keep]  # already sorted by person
+        starts = np.flatnonzero(np.r_[True, row_pids[1:] != row_pids[:-1]]) if len(row_pids) else np.zeros(0, np.int64)
+        persons = row_pids[starts] if len(row_pids) else np.zeros(0, np.int64)
+        col_of = {int(p): c for c, p in enumerate(persons)}
+        pair_col, pair_thr, pair_wl = [], [], []
+        for w in lists:
+            thr = default_thr if w.threshold is None else float(w.threshold)
+            for pid in sorted(members[w.name]):
+                if pid in col_of:  # a member without a template of this model cannot match
+                    pair_col.append(col_of[pid])
+                    pair_thr.append(thr)
+                    pair_wl.append(w.name)
+        self.reloads += 1
+        logger.info(
+            "watchlist matcher: %s watchlist(s), %s person(s), %s template(s) (generation %s)",
+            len(lists),
+            len(persons),
+            len(matrix),
+            gen,
+        )
+        return _Snapshot(
+            generation=gen,
+            matrix=matrix,
+            starts=starts.astype(np.int64),
+            persons=persons.astype(np.int64),
+            names=names,
+            pair_col=np.asarray(pair_col, np.int64),
+            pair_thr=np.asarray(pair_thr, np.float64),
+            pair_wl=tuple(pair_wl),
+            watchlists=tuple(w.name for w in lists),
+        )

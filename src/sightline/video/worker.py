@@ -1,0 +1,514 @@
+"""The per-camera analysis step: detect -> track -> best shot -> embed -> match -> alerts, sightings.
+
+    worker = CameraWorker(camera, FaceEngine.from_config(cfg.engine), matcher, bus, watch, stores)
+    alerts = worker.process(frame)          # one frame, no threads (tests, replays)
+    worker.run(frame_queue, stop_event)     # the camera's analysis thread; flushes when stopped
+
+Per frame: the frame is scaled to ``camera.detect_width`` (never enlarged) for detection; boxes are
+mapped back to the full frame and faces smaller than ``camera.min_face_px`` (full-frame pixels,
+shorter box side) are dropped. Landmarks, aligned chips, quality and crops then come from the
+full-resolution frame. The effective smallest face is also bounded by the detector: the engine
+drops boxes under ``EngineConfig.min_face_px`` in the DETECTION image, i.e. ``min_face_px / scale``
+full-frame pixels (logged once per camera when that is the larger).
+
+Tracks (``IouTracker``) keep their best shot by quality. A track is embedded when it starts and
+again only when its best shot is ``watch.reembed_quality_gain`` better than the embedded one, all
+due tracks of a frame in one descriptor batch and one matcher call (one matrix multiply).
+
+Alerts: one per (track, person), raised on the frame whose embedding first matched; a second
+alert for the same person on this camera within ``watch.alert_cooldown_s`` of the last one (frame
+time) is suppressed and counted. A track that ends (unseen for ``watch.track_max_age_s``, or on
+``flush`` when the stream ends or the worker stops) becomes a Sighting whose match is the
+strongest the track produced. A sighting without a match keeps its crop and descriptor only when
+``camera.keep_unmatched_sightings``; otherwise they are dropped in memory and never written.
+
+Alerts and sightings are first written to ``stores`` (when given; a write failure is logged and
+counted, the event is still published) and then published on ``bus``, in that order, so a
+subscriber that looks in the database finds the row. Cooldown state lives in the worker: a
+restarted worker may alert once more within the cooldown.
+
+Costs measured on a 1280x720 frame with one face (onnx engine, HOG upsample 1, 2 shared CPU cores):
+detection dominates, 63-96 ms per frame at detect_width 640 (20 ms at 320, where the smallest
+face found is twice as large as at 640; 235 ms at 1280); a descriptor ~15 ms per embedded shot
+(mirror averaging), paid once per track plus clearly better shots; the best shot (chip, quality,
+JPEG crop of ~16 kB) ~1 ms per face; matching 0.16 ms for 4 descriptors against 3,001
+watchlisted templates; storing an alert 0.06 ms.
+Alert latency (``Frame.ts`` to ``Alert.ts``) on the first frame of a track: 0.08-0.13 s.
+
+Not thread-safe: one worker (and one engine) per camera thread; ``stats()`` may be read from any
+thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import numpy as np
+from PIL import Image as PILImage
+
+from sightline.config import CameraConfig, WatchConfig
+from sightline.types import F32, Alert, Faces, Frame, Image, Match, Sighting
+from sightline.video.bestshot import BestShot, Shot
+from sightline.video.tracker import IouTracker
+from sightline.vision import align, quality
+from sightline.vision.engine import FaceEngine
+
+logger = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]
+
+#: Alert latencies kept for ``WorkerStats.alert_latencies_s`` (the most recent ones).
+LATENCY_WINDOW = 256
+
+
+class Matcher(Protocol):
+    """``sightline.video.matcher.WatchlistMatcher``: (N, D) descriptors -> N x (Match | None)."""
+
+    def match(self, embeddings: F32) -> list[Match | None]: ...
+
+
+class Publisher(Protocol):
+    """``sightline.events.bus.EventBus``: hands a record to subscribers without blocking."""
+
+    def publish(self, record: object) -> object: ...
+
+
+class EventRecorder(Protocol):
+    """``sightline.events.store.EventStores``: persists alerts and sightings, returns row ids."""
+
+    def add_alert(self, alert: Alert) -> int: ...
+
+    def add_sighting(self, sighting: Sighting, *, model: str | None = None) -> int: ...
+
+
+class FrameSource(Protocol):
+    """A camera's frame queue (``sightline.video.capture.FrameQueue``): the next frame, waiting up to
+    ``timeout`` seconds; without one it returns None or raises ``queue.Empty``. A ``closed``
+    attribute that is True once no more frames will come (the stream ended) lets ``run`` finish."""
+
+    def get(self, timeout: float) -> Frame | None: ...
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """Counters of one camera worker since it started. Times are seconds of wall time spent in the
+    stage (``time.perf_counter``); divide by ``frames`` for a per-frame cost.
+
+    frames: frames analysed; frames_skipped: decoded frames this worker never saw (gaps in the
+    frames' ``seq``: the capture's choice of frames at ``analysis_fps`` and its queue's drops; the
+    capture counts the drops separately). faces: faces kept after the size filter. embeds: chips embedded
+    (embed_batches calls); matches: embeddings that matched a watchlist. alerts_suppressed: alerts
+    held back by the cooldown. errors: frames whose analysis raised; store_errors: failed writes.
+    alert_latencies_s: ``alert.ts - frame.ts`` of the most recent alerts (capture to alert).
+    """
+
+    camera_id: str
+    frames: int = 0
+    frames_skipped: int = 0
+    faces: int = 0
+    tracks_started: int = 0
+    tracks_active: int = 0
+    sightings: int = 0
+    embeds: int = 0
+    embed_batches: int = 0
+    matches: int = 0
+    alerts: int = 0
+    alerts_suppressed: int = 0
+    errors: int = 0
+    store_errors: int = 0
+    detect_s: float = 0.0
+    track_s: float = 0.0
+    bestshot_s: float = 0.0
+    embed_s: float = 0.0
+    match_s: float = 0.0
+    emit_s: float = 0.0
+    alert_latencies_s: tuple[float, ...] = ()
+
+    @property
+    def alert_latency_max_s(self) -> float | None:
+        return max(self.alert_latencies_s) if self.alert_latencies_s else None
+
+    @property
+    def alert_latency_mean_s(self) -> float | None:
+        lat = self.alert_latencies_s
+        return sum(lat) / len(lat) if lat else None
+
+
+_COUNTERS = tuple(
+    f.name for f in fields(WorkerStats) if f.name not in ("camera_id", "tracks_active", "alert_latencies_s")
+)
+
+
+class _TrackCtx:
+    """What the worker knows about one live track (internal)."""
+
+    __slots__ = (
+        "alerted",
+        "best",
+        "embedded_shot",
+        "embedding",
+        "frames",
+        "last_ts",
+        "match",
+        "start_ts",
+        "track_id",
+        "xyxy",
+    )
+
+    def __init__(self, track_id: int, ts: float, best: BestShot) -> None:
+        self.track_id = track_id
+        self.start_ts = ts
+        self.last_ts = ts
+        self.frames = 0
+        self.xyxy: Box = (0.0, 0.0, 0.0, 0.0)
+        self.best = best
+        self.embedding: F32 | None = None
+        self.embedded_shot: Shot | None = None  # the shot ``embedding`` was computed from
+        self.match: Match | None = None  # the strongest match so far
+        self.alerted: set[int] = set()  # persons already alerted (or suppressed) on this track
+
+
+def downscale(image: Image, width: int) -> tuple[Image, float]:
+    """``image`` scaled to ``width`` pixels wide (aspect kept, bilinear), and the scale factor
+    (< 1); the image itself and 1.0 when it is not wider than ``width``."""
+    h, w = image.shape[:2]
+    if w <= width:
+        return image, 1.0
+    scale = width / w
+    small = PILImage.fromarray(image).resize((width, max(1, round(h * scale))), PILImage.BILINEAR)
+    return np.asarray(small), scale
+
+
+class CameraWorker:
+    """Analyses one camera's frames; see the module docstring for the rules.
+
+    camera:  the camera's config: id, detect_width, min_face_px, keep_unmatched_sightings (its
+             analysis_fps is applied by the capture, which chooses the frames queued).
+    engine:  this worker's own face engine (engines are not thread-safe).
+    matcher: watchlist matcher, shared by workers (``WatchlistMatcher`` is thread-safe).
+    bus:     where alerts and sightings are published (None: nowhere).
+    watch:   tracking, re-embedding and alert rules.
+    stores:  where alerts and sightings are stored (None: not stored).
+    """
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        engine: FaceEngine,
+        matcher: Matcher,
+        bus: Publisher | None,
+        watch: WatchConfig | None = None,
+        stores: EventRecorder | None = None,
+    ) -> None:
+        self.camera = camera
+        self.engine = engine
+        self.matcher = matcher
+        self.bus = bus
+        self.watch = watch or WatchConfig()
+        self.stores = stores
+        self.tracker = IouTracker(iou=self.watch.track_iou, max_age_s=self.watch.track_max_age_s)
+        self._tracks: dict[int, _TrackCtx] = {}
+        self._last_alert: dict[int, float] = {}  # person id -> frame time of the last alert
+        self._counts: dict[str, float] = dict.fromkeys(_COUNTERS, 0)
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._last_seq: int | None = None
+        self._warned_min_face = False
+
+    # -- the per-frame step ------------------------------------------------------------------------
+
+    def process(self, frame: Frame) -> list[Alert]:
+        """Analyse one frame; returns the alerts it raised (already stored and published).
+
+        Sightings of tracks that ended at this frame's time are stored and published too.
+        """
+        if frame.camera_id != self.camera.id:
+            raise ValueError(f"frame of camera {frame.camera_id!r} given to the worker of {self.camera.id!r}")
+        c = self._counts
+        if self._last_seq is not None and frame.seq > self._last_seq + 1:
+            c["frames_skipped"] += frame.seq - self._last_seq - 1
+        self._last_seq = frame.seq
+        c["frames"] += 1
+
+        t0 = time.perf_counter()
+        faces = self._detect(frame.image)
+        t1 = time.perf_counter()
+        states = self.tracker.update(faces, frame.ts)
+        ended = [s.track_id for s in self.tracker.ended]
+        t2 = time.perf_counter()
+        c["detect_s"] += t1 - t0
+        c["track_s"] += t2 - t1
+        c["faces"] += len(faces)
+        for track_id in ended:  # first: their sightings must not depend on this frame's later stages
+            self._end(track_id)
+
+        t2 = time.perf_counter()
+        due = self._best_shots(frame, faces, states)
+        t3 = time.perf_counter()
+        c["bestshot_s"] += t3 - t2
+
+        alerts: list[Alert] = []
+        if due:
+            chips = np.stack([ctx.best.shot.chip for ctx in due])  # type: ignore[union-attr]
+            embs = self.engine.embed_chips(chips)
+            t4 = time.perf_counter()
+            matches = self.matcher.match(embs)
+            t5 = time.perf_counter()
+            c["embed_s"] += t4 - t3
+            c["match_s"] += t5 - t4
+            c["embeds"] += len(due)
+            c["embed_batches"] += 1
+            for ctx, emb, m in zip(due, embs, matches, strict=True):
+                ctx.embedding = emb
+                ctx.embedded_shot = ctx.best.shot
+                if m is None:
+                    continue
+                c["matches"] += 1
+                if ctx.match is None or m.similarity > ctx.match.similarity:
+                    ctx.match = m
+                alert = self._maybe_alert(ctx, m, frame)
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts
+
+    def expire(self, now: float) -> list[Sighting]:
+        """End the tracks unseen for longer than ``track_max_age_s`` at ``now`` (epoch s), e.g. while
+        no frames arrive; returns their sightings (stored and published)."""
+        return [s for st in self.tracker.expire(now) if (s := self._end(st.track_id)) is not None]
+
+    def flush(self) -> list[Sighting]:
+        """End every live track (the stream ended or the worker stops); returns their sightings."""
+        ids = [st.track_id for st in self.tracker.flush()]
+        ids += [t for t in self._tracks if t not in ids]  # none, unless a frame failed half-way
+        return [s for t in ids if (s := self._end(t)) is not None]
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def run(self, frames: FrameSource, stop: threading.Event, *, poll_s: float = 0.25) -> WorkerStats:
+        """Analyse frames from ``frames`` until ``stop`` is set or the queue is closed and drained
+        (the stream ended), then flush; returns the final stats.
+
+        Every frame taken is analysed: choosing frames at ``camera.analysis_fps`` is the capture's job
+        (by stream time, which a fast file replay does not share with wall time). A frame whose
+        analysis raises is logged and counted, and the loop goes on. While no frame comes, tracks
+        still end on time (wall clock, the clock of ``Frame.ts``). Stats are logged every
+        ``watch.stats_interval_s``.
+        """
+        if not poll_s > 0:
+            raise ValueError(f"poll_s must be > 0 seconds, got {poll_s}")
+        next_log = time.monotonic() + self.watch.stats_interval_s
+        logger.info("camera %s: analysis started", self.camera.id)
+        try:
+            while not stop.is_set():
+                try:
+                    frame = frames.get(timeout=poll_s)
+                except queue.Empty:
+                    frame = None
+                if frame is None:
+                    if getattr(frames, "closed", False):
+                        logger.info("camera %s: the stream ended", self.camera.id)
+                        break
+                    self.expire(time.time())
+                else:
+                    try:
+                        self.process(frame)
+                    except Exception:
+                        self._counts["errors"] += 1
+                        n = int(self._counts["errors"])
+                        if n <= 10 or n % 100 == 0:
+                            logger.exception(
+                                "camera %s: analysis of frame %s failed (%s so far)", self.camera.id, frame.seq, n
+                            )
+                if time.monotonic() >= next_log:
+                    next_log = time.monotonic() + self.watch.stats_interval_s
+                    self._log_stats()
+        finally:
+            self.flush()
+            self._log_stats()
+            logger.info("camera %s: analysis stopped", self.camera.id)
+        return self.stats()
+
+    def stats(self) -> WorkerStats:
+        """A snapshot of the counters (safe from any thread)."""
+        counts = dict(self._counts)
+        return WorkerStats(
+            camera_id=self.camera.id,
+            tracks_active=len(self._tracks),
+            alert_latencies_s=tuple(self._latencies),
+            **{k: (v if k.endswith("_s") else int(v)) for k, v in counts.items()},  # type: ignore[arg-type]
+        )
+
+    # -- stages --------------------------------------------------------------------------------------
+
+    def _detect(self, image: Image) -> Faces:
+        """Faces in full-frame pixels with full-resolution landmarks, shorter side >= min_face_px."""
+        small, scale = downscale(image, self.camera.detect_width)
+        faces = self.engine.detect(small)
+        if scale != 1.0 and not self._warned_min_face:
+            self._warned_min_face = True
+            engine_min = self.engine.config.min_face_px / scale
+            if engine_min > self.camera.min_face_px:
+                logger.warning(
+                    "camera %s: frames %sx%s are detected at %s px wide, so faces under %.0f px are missed "
+                    "(camera min_face_px %.0f); raise detect_width or lower the engine's min_face_px",
+                    self.camera.id,
+                    image.shape[1],
+                    image.shape[0],
+                    self.camera.detect_width,
+                    engine_min,
+                    self.camera.min_face_px,
+                )
+        if len(faces) == 0:
+            return faces
+        if scale != 1.0:
+            h, w = image.shape[:2]
+            xyxy = np.clip(faces.xyxy / scale, 0, [w, h, w, h])
+            faces = Faces(xyxy, faces.score)
+        keep = np.minimum(faces.widths, faces.heights) >= self.camera.min_face_px
+        faces = faces.take(keep)
+        if scale != 1.0 and len(faces):
+            faces = self.engine.landmarker.landmarks(image, faces)  # full-resolution landmarks
+        return faces
+
+    def _best_shots(self, frame: Frame, faces: Faces, states: Sequence) -> list[_TrackCtx]:
+        """Offer each face to its track's best shot; returns the tracks due for (re-)embedding."""
+        if not states:
+            return []
+        assert faces.kps is not None
+        chips = align.chips(frame.image, faces)
+        gain = self.watch.reembed_quality_gain
+        due = []
+        for st in states:
+            i = st.det_index
+            ctx = self._tracks.get(st.track_id)
+            if ctx is None:
+                ctx = self._tracks[st.track_id] = _TrackCtx(st.track_id, frame.ts, BestShot())
+                self._counts["tracks_started"] += 1
+            ctx.frames += 1
+            ctx.last_ts = frame.ts
+            ctx.xyxy = st.xyxy
+            x1, y1, x2, y2 = st.xyxy
+            q = quality.assess(min(x2 - x1, y2 - y1), faces.kps[i], chips[i])
+            ctx.best.offer(frame.image, st.xyxy, q, chips[i], frame.ts)
+            done = ctx.embedded_shot
+            if done is None or (ctx.best.shot is not done and ctx.best.quality >= done.quality + gain - 1e-9):
+                due.append(ctx)
+        return due
+
+    def _maybe_alert(self, ctx: _TrackCtx, m: Match, frame: Frame) -> Alert | None:
+        if m.person_id in ctx.alerted:
+            return None
+        ctx.alerted.add(m.person_id)
+        last = self._last_alert.get(m.person_id)
+        if last is not None and frame.ts - last < self.watch.alert_cooldown_s:
+            self._counts["alerts_suppressed"] += 1
+            logger.info(
+                "camera %s: alert for %s (track %s) suppressed, %.1f s after the last one (cooldown %s s)",
+                self.camera.id,
+                m.name,
+                ctx.track_id,
+                frame.ts - last,
+                self.watch.alert_cooldown_s,
+            )
+            return None
+        self._last_alert[m.person_id] = frame.ts
+        if len(self._last_alert) > 4096:  # forget persons whose cooldown is long over
+            horizon = frame.ts - self.watch.alert_cooldown_s
+            self._last_alert = {p: t for p, t in self._last_alert.items() if t >= horizon}
+        shot = ctx.best.shot
+        assert shot is not None
+        alert = Alert(
+            camera_id=self.camera.id,
+            track_id=ctx.track_id,
+            match=m,
+            ts=time.time(),
+            frame_ts=frame.ts,
+            xyxy=ctx.xyxy,
+            crop_jpeg=shot.crop_jpeg,
+            quality=shot.quality,
+        )
+        self._latencies.append(alert.ts - alert.frame_ts)
+        self._counts["alerts"] += 1
+        logger.info(
+            "camera %s: ALERT %s (person %s, watchlist %s, similarity %.3f >= %.3f) on track %s",
+            self.camera.id,
+            m.name,
+            m.person_id,
+            m.watchlist,
+            m.similarity,
+            m.threshold,
+            ctx.track_id,
+        )
+        self._emit(alert)
+        return alert
+
+    def _end(self, track_id: int) -> Sighting | None:
+        ctx = self._tracks.pop(track_id, None)
+        if ctx is None or ctx.best.shot is None:
+            return None
+        keep = ctx.match is not None or self.camera.keep_unmatched_sightings
+        sighting = Sighting(
+            camera_id=self.camera.id,
+            track_id=ctx.track_id,
+            start_ts=ctx.start_ts,
+            end_ts=ctx.last_ts,
+            frames=ctx.frames,
+            quality=max(0.0, min(1.0, ctx.best.quality)),
+            match=ctx.match,
+            crop_jpeg=ctx.best.shot.crop_jpeg if keep else None,
+            embedding=ctx.embedding if keep else None,
+        )
+        # Drop this track's pixels and descriptor now (the context is unreachable after pop).
+        ctx.best.shot = None
+        ctx.embedding = None
+        self._counts["sightings"] += 1
+        self._emit(sighting)
+        return sighting
+
+    def _emit(self, record: Alert | Sighting) -> None:
+        t0 = time.perf_counter()
+        if self.stores is not None:
+            try:
+                if isinstance(record, Alert):
+                    self.stores.add_alert(record)
+                else:
+                    model = self.engine.model if record.embedding is not None else None
+                    self.stores.add_sighting(record, model=model)
+            except Exception:
+                self._counts["store_errors"] += 1
+                logger.exception("camera %s: storing a %s failed", self.camera.id, type(record).__name__)
+        if self.bus is not None:
+            self.bus.publish(record)
+        self._counts["emit_s"] += time.perf_counter() - t0
+
+    def _log_stats(self) -> None:
+        s = self.stats()
+        per = 1000.0 / max(1, s.frames)
+        logger.info(
+            "camera %s: %s frames (%s not seen), %s faces, %s tracks (%s active), %s embeds, "
+            "%s alerts (%s suppressed), %s sightings, %s errors; ms/frame detect %.1f track %.2f "
+            "bestshot %.1f embed %.1f match %.2f; alert latency max %s s",
+            s.camera_id,
+            s.frames,
+            s.frames_skipped,
+            s.faces,
+            s.tracks_started,
+            s.tracks_active,
+            s.embeds,
+            s.alerts,
+            s.alerts_suppressed,
+            s.sightings,
+            s.errors,
+            s.detect_s * per,
+            s.track_s * per,
+            s.bestshot_s * per,
+            s.embed_s * per,
+            s.match_s * per,
+            "-" if s.alert_latency_max_s is None else f"{s.alert_latency_max_s:.3f}",
+        )
