@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -158,3 +159,39 @@ def test_enroll_and_search_survive_a_process_restart(tmp_path):
     best = json.loads(out.stdout)["faces"][0]["candidates"][0]
     assert best["name"] == "obama" and best["match"]
     assert (tmp_path / "gallery.sqlite3").is_file()
+
+
+def _variants(tmp: Path) -> dict[str, Path]:
+    """The same obama probe re-encoded the ways phones, scanners and editors write photos."""
+    from PIL import Image
+
+    src = Image.open(PROBES / "obama1.jpg").convert("RGB")
+    src = src.resize((src.width // 2, src.height // 2))
+    out: dict[str, Path] = {}
+
+    def save(name: str, im: Image.Image, fmt: str, **kw: object) -> None:
+        p = tmp / name
+        im.save(p, fmt, **kw)
+        out[name] = p
+
+    save("cmyk.jpg", src.convert("CMYK"), "JPEG", quality=90)
+    save("grey16.png", Image.fromarray(np.asarray(src.convert("L"), np.uint16) * 257), "PNG")
+    save("rgba.png", src.convert("RGBA"), "PNG")
+    save("photo.webp", src, "WEBP", quality=90)
+    save("photo.tiff", src, "TIFF")
+    save("photo.bmp", src, "BMP")
+    save("photo.gif", src.convert("P"), "GIF")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": the stored pixels lie on their side
+    save("sideways.jpg", src.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif, quality=90)
+    save("really-a-png.jpg", src, "PNG")
+    return out
+
+
+@pytest.mark.slow
+def test_every_accepted_format_and_mode_is_searched(enrolled, tmp_path):
+    for name, path in _variants(tmp_path).items():
+        out = run(enrolled, "search", "--watchlist", "demo", "--top", "1", str(path))
+        assert len(out["faces"]) == 1, name
+        best = out["faces"][0]["candidates"][0]
+        assert best["name"] == "obama" and best["match"], (name, best)
