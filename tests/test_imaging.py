@@ -176,9 +176,16 @@ def test_multi_frame_files_give_their_first_frame(fmt: str) -> None:
 
 # orientation -> (width and height swapped?, where the stored top-left corner must end up)
 ORIENTATIONS = [
-    (1, False, "TL"), (2, False, "TR"), (3, False, "BR"), (4, False, "BL"),
-    (5, True, "TL"), (6, True, "TR"), (7, True, "BR"), (8, True, "BL"),
-    (0, False, "TL"), (9, False, "TL"),  # invalid values: left as stored
+    (1, False, "TL"),
+    (2, False, "TR"),
+    (3, False, "BR"),
+    (4, False, "BL"),
+    (5, True, "TL"),
+    (6, True, "TR"),
+    (7, True, "BR"),
+    (8, True, "BL"),
+    (0, False, "TL"),
+    (9, False, "TL"),  # invalid values: left as stored
 ]
 
 
@@ -265,8 +272,9 @@ def test_too_many_pixels_is_rejected_from_the_header(data, limits) -> None:
 
 
 def test_pixel_limit_is_inclusive() -> None:
-    assert load_image(raw_png(100, 100, rows=(b"\x00" + bytes(300)) * 100), limits=ImagingConfig(
-        max_pixels=10_000)).size == (100, 100)
+    assert load_image(
+        raw_png(100, 100, rows=(b"\x00" + bytes(300)) * 100), limits=ImagingConfig(max_pixels=10_000)
+    ).size == (100, 100)
 
 
 def _cut(data: bytes, n: int) -> bytes:
@@ -473,7 +481,13 @@ def test_load_many_reports_and_skips_bad_files(tmp_path: Path) -> None:
     got = list(load_many(paths, limits=ImagingConfig()))
     assert [g.name for g in got] == [p.name for p in paths]
     assert [type(g).__name__ for g in got] == [
-        "LoadedImage", "Skipped", "LoadedImage", "Skipped", "Skipped", "Skipped", "LoadedImage",
+        "LoadedImage",
+        "Skipped",
+        "LoadedImage",
+        "Skipped",
+        "Skipped",
+        "Skipped",
+        "LoadedImage",
     ]
     skipped = [g for g in got if isinstance(g, Skipped)]
     assert [s.code for s in skipped] == ["not_an_image", "empty", "unreadable", "truncated"]
@@ -482,8 +496,15 @@ def test_load_many_reports_and_skips_bad_files(tmp_path: Path) -> None:
 
 def test_find_photos_walks_folders(tmp_path: Path) -> None:
     layout = [
-        "b/z.JPG", "b/a.png", "a/x.jpeg", "a/deep/y.WebP", "a/.hidden.jpg", ".git/objects/p.jpg",
-        "a/notes.txt", "a/raw.heic", "c.tiff",
+        "b/z.JPG",
+        "b/a.png",
+        "a/x.jpeg",
+        "a/deep/y.WebP",
+        "a/.hidden.jpg",
+        ".git/objects/p.jpg",
+        "a/notes.txt",
+        "a/raw.heic",
+        "c.tiff",
     ]
     for rel in layout:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

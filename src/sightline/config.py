@@ -114,6 +114,17 @@ class CameraConfig(_Model):
     reconnect_initial_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay, s (doubles)")
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Cap of the reconnect delay, s")
     queue_frames: int = Field(2, ge=1, le=100, description="Frames buffered between capture and analysis")
+    motion_gate: float = Field(
+        0.0,
+        ge=0,
+        le=255,
+        description="Motion gating: a frame whose largest block change from the last detected frame (mean "
+        "absolute difference of 10x10-pixel blocks of a ~160 px wide green-channel thumbnail, 0-255 levels) is "
+        "below this reuses that frame's faces instead of running the detector; 0 = detect every frame",
+    )
+    motion_max_skip_s: float = Field(
+        1.0, gt=0, le=60, description="Motion gating: the detector still runs at least this often, s"
+    )
     keep_unmatched_sightings: bool = Field(
         False,
         description="Store crops and descriptors of faces that match no watchlist (privacy: off by default)",

@@ -13,9 +13,7 @@ from sightline.eval.calibration import FMRS, build_calibration
 from sightline.vision.calibration import Calibration, builtin_models, load_builtin
 
 
-def _identities(
-    n_ids: int, per_id: list[int], dim: int, noise: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _identities(n_ids: int, per_id: list[int], dim: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian identity centres + Gaussian noise, L2-normalised. Each image direction is uniform on the
     sphere and images of different identities are independent, so an impostor cosine follows the known
     law of the cosine between two random unit vectors: density proportional to (1 - t^2)^((dim - 3) / 2)."""

@@ -93,7 +93,10 @@ def test_undecodable_photos_are_skipped_with_the_decoder_reason(gallery, tmp_pat
     report = gallery.enroll_person("Ada", [text, empty, tmp_path / "missing.png", good], watchlist=None)
     assert report.templates_added == 1
     assert [(s.name, s.code) for s in report.skipped] == [
-        ("notes.jpg", "not_an_image"), ("empty.png", "empty"), ("missing.png", "unreadable")]
+        ("notes.jpg", "not_an_image"),
+        ("empty.png", "empty"),
+        ("missing.png", "unreadable"),
+    ]
 
 
 def test_same_photo_twice_is_a_duplicate(gallery, tmp_path):
@@ -151,11 +154,11 @@ def test_re_enrolling_known_photos_into_a_watchlist_adds_the_membership(gallery,
         ("E-1", "E-2", [("Ada", 1), ("Ada", 1)], None),
     ],
 )
-def test_same_name_and_external_id_decide_who_is_extended(gallery, tmp_path, first_eid, second_eid, expected,
-                                                          error):
+def test_same_name_and_external_id_decide_who_is_extended(gallery, tmp_path, first_eid, second_eid, expected, error):
     gallery.enroll_person("Ada", [write_photo(tmp_path / "a.png", seed=1)], watchlist=None, external_id=first_eid)
-    gallery.enroll_person("Ada", [write_photo(tmp_path / "b.png", seed=1, variant=1)], watchlist=None,
-                          external_id=second_eid)
+    gallery.enroll_person(
+        "Ada", [write_photo(tmp_path / "b.png", seed=1, variant=1)], watchlist=None, external_id=second_eid
+    )
     assert persons(gallery) == expected
 
 
@@ -218,7 +221,9 @@ def test_enroll_folder(gallery, tmp_path):
     ]
     assert calls[-1] == (4, 4) and [d for d, _ in calls] == [1, 2, 3, 4]
     assert [(p.name, p.template_count, p.watchlists) for p in gallery.list_persons()] == [
-        ("ada", 2, ("staff",)), ("bob", 1, ("staff",))]
+        ("ada", 2, ("staff",)),
+        ("bob", 1, ("staff",)),
+    ]
 
 
 def test_enroll_folder_goes_on_past_a_refused_person(gallery, tmp_path):
@@ -231,7 +236,9 @@ def test_enroll_folder_goes_on_past_a_refused_person(gallery, tmp_path):
     report = gallery.enroll_folder(root, watchlist=None)
     assert [p.name for p in gallery.list_persons()] == ["ada", "cy"]
     assert sorted((s.name, s.code) for s in report.skipped) == [
-        ("own.png", "photo_conflict"), ("stolen.png", "photo_conflict")]
+        ("own.png", "photo_conflict"),
+        ("stolen.png", "photo_conflict"),
+    ]
     assert report.not_enrolled == ("bob",)
 
 
@@ -243,8 +250,9 @@ def three(gallery, tmp_path):
     """Ada (seed 1, 2 photos) and Bob (seed 2) in 'staff', Cy (seed 3) in no watchlist."""
     gallery.create_watchlist("staff", "people who work here")
     gallery.create_watchlist("strict", threshold=0.999)
-    gallery.enroll_person("Ada", [write_photo(tmp_path / f"a{v}.png", seed=1, variant=v) for v in (0, 1)],
-                          watchlist="staff")
+    gallery.enroll_person(
+        "Ada", [write_photo(tmp_path / f"a{v}.png", seed=1, variant=v) for v in (0, 1)], watchlist="staff"
+    )
     gallery.enroll_person("Bob", [write_photo(tmp_path / "b.png", seed=2)], watchlist="staff")
     gallery.enroll_person("Cy", [write_photo(tmp_path / "c.png", seed=3)], watchlist=None)
     gallery.add_member("strict", "Ada")
@@ -315,7 +323,9 @@ def test_verify_names_the_photo_without_a_face(gallery, tmp_path):
 
 def test_watchlist_crud(three):
     assert [(w.name, w.member_count, w.threshold) for w in three.list_watchlists()] == [
-        ("staff", 2, None), ("strict", 1, 0.999)]
+        ("staff", 2, None),
+        ("strict", 1, 0.999),
+    ]
     assert three.ensure_watchlist("STAFF").name == "staff"
     assert three.ensure_watchlist("new", threshold=0.7).threshold == 0.7
     with pytest.raises(GalleryError, match="already exists"):
@@ -379,8 +389,7 @@ def test_reopened_gallery_finds_what_was_enrolled(tmp_path, fake_engine):
 def test_templates_of_another_model_are_not_searched(gallery, tmp_path):
     gallery.enroll_person("Ada", [write_photo(tmp_path / "a.png", seed=1)], watchlist=None)
     pid = gallery.store.add_person("Old").id
-    gallery.store.add_template(pid, model="other_v0", descriptor=fake_embedding(1), quality=0.5,
-                               photo_sha256="f" * 64)
+    gallery.store.add_template(pid, model="other_v0", descriptor=fake_embedding(1), quality=0.5, photo_sha256="f" * 64)
     assert [n for n, _ in top(gallery, write_photo(tmp_path / "p.png", seed=1))] == ["Ada"]
 
 
@@ -421,8 +430,11 @@ def test_real_engine_enrol_and_search(real_gallery):
 
     g, report = real_gallery
     assert report.persons_enrolled == 5 and report.skipped == ()
-    for probe, name in [("obama1.jpg", "obama"), ("alex_lacamoire1.jpg", "alex_lacamoire"),
-                        ("johnsnow_test1.jpg", "kit_harington")]:
+    for probe, name in [
+        ("obama1.jpg", "obama"),
+        ("alex_lacamoire1.jpg", "alex_lacamoire"),
+        ("johnsnow_test1.jpg", "kit_harington"),
+    ]:
         (res,) = g.search(load_image(PROBES / probe), watchlist="demo")
         best, second = res.candidates[:2]
         assert (best.name, best.is_match) == (name, True), probe

@@ -117,7 +117,12 @@ def test_opens_a_v1_file_written_by_hand(tmp_path):
         t = s.get_template(1, with_descriptor=True)
         assert t is not None
         assert (t.model, t.dim, t.quality, t.photo_sha256, t.source_name) == (
-            "dlib_resnet_v1", 4, 0.75, SHA_A, "ada.jpg")
+            "dlib_resnet_v1",
+            4,
+            0.75,
+            SHA_A,
+            "ada.jpg",
+        )
         assert t.xyxy == (1, 2, 30, 40)
         np.testing.assert_array_equal(t.descriptor, descriptor)
         wl = s.get_watchlist("staff")
@@ -317,7 +322,9 @@ def test_membership_and_person_info(store):
     assert info["Ada"].watchlists == ("alpha", "zeta") and info["Bob"].watchlists == ("alpha",)
     assert [p.name for p in store.person_info(watchlist_id=w1.id)] == ["Ada"]
     assert [(w.name, w.member_count, w.threshold) for w in store.list_watchlists()] == [
-        ("alpha", 2, None), ("zeta", 1, 0.7)]
+        ("alpha", 2, None),
+        ("zeta", 1, 0.7),
+    ]
     assert store.remove_member(w2.id, a) is True and store.remove_member(w2.id, a) is False
     assert store.member_ids(w2.id) == {b}
 
@@ -329,8 +336,7 @@ def test_threads_each_get_a_connection_and_writes_serialise(store):
         try:
             for j in range(10):
                 pid = store.add_person(f"t{i}-{j}").id
-                store.add_template(pid, model="m", descriptor=vec(1, j), quality=0.5,
-                                   photo_sha256=f"{i:032x}{j:032x}")
+                store.add_template(pid, model="m", descriptor=vec(1, j), quality=0.5, photo_sha256=f"{i:032x}{j:032x}")
         except BaseException as e:  # surfaced below
             errors.append(e)
 

@@ -32,10 +32,12 @@ watchlist_app = typer.Typer(help="Create, list, show and delete watchlists.", no
 person_app = typer.Typer(help="List, show and delete enrolled persons.", no_args_is_help=True)
 eval_app = typer.Typer(help="Accuracy protocols on public benchmarks.", no_args_is_help=True)
 bench_app = typer.Typer(help="Speed benchmarks (print JSON).", no_args_is_help=True)
+camera_app = typer.Typer(help="Cameras kept in the gallery database (used by `watch --all`).", no_args_is_help=True)
 app.add_typer(watchlist_app, name="watchlist")
 app.add_typer(person_app, name="person")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
+app.add_typer(camera_app, name="camera")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 EvalBackendOpt = Annotated[str | None, typer.Option("--backend", help="dlib or onnx (default: the global --backend).")]
@@ -266,6 +268,79 @@ def person_delete(ctx: typer.Context, person: str, as_json: JsonOpt = False) -> 
 
 
 # ---------------------------------------------------------------------------------------------
+# Live video
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="rtsp://, http(s)://, video files, /dev/videoN, or ids of stored cameras."),
+    ] = None,
+    watchlist: Annotated[
+        list[str] | None,
+        typer.Option("--watchlist", help="Match only this watchlist (repeatable; default: every watchlist)."),
+    ] = None,
+    all_cameras: Annotated[
+        bool, typer.Option("--all", help="Also watch every camera stored with `camera add`.")
+    ] = False,
+    analysis_fps: Annotated[
+        float | None, typer.Option(min=0.1, max=60, help="Frames analysed per second per camera (default 5).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(min=0.1, help="Stop after this many seconds (default: until Ctrl-C / SIGTERM).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON line per alert; stats as JSON lines on stderr.")
+    ] = False,
+) -> None:
+    """Watch cameras live: print watchlist alerts as they happen, per-camera stats on stderr."""
+    from sightline.cli.watch import watch_cmd
+
+    watch_cmd(_state(ctx), sources or [], watchlist, all_cameras, analysis_fps, duration, as_json)
+
+
+@camera_app.command("add")
+def camera_add(
+    ctx: typer.Context,
+    camera_id: Annotated[str, typer.Argument(metavar="ID", help="Camera name: letters, digits, _ . : -")],
+    url: Annotated[str, typer.Argument(help="rtsp://, http(s)://, a video file or /dev/videoN.")],
+    transport: Annotated[str, typer.Option(help="RTSP transport: tcp or udp.")] = "tcp",
+    loop: Annotated[bool, typer.Option("--loop", help="Files: start again at the end.")] = False,
+    keep_unmatched: Annotated[
+        bool, typer.Option("--keep-unmatched", help="Store crops of faces that match no watchlist (off: privacy).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a camera in the gallery database."""
+    from sightline.cli.watch import camera_add_cmd
+
+    if transport not in ("tcp", "udp"):
+        fail(f"--transport must be tcp or udp, got {transport!r}", as_json=as_json)
+    camera_add_cmd(_state(ctx), camera_id, url, transport, loop, keep_unmatched, as_json)  # type: ignore[arg-type]
+
+
+@camera_app.command("list")
+def camera_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The stored cameras."""
+    from sightline.cli.watch import camera_list_cmd
+
+    camera_list_cmd(_state(ctx), as_json)
+
+
+@camera_app.command("remove")
+def camera_remove(
+    ctx: typer.Context, camera_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False
+) -> None:
+    """Delete a stored camera (its past alerts and sightings stay)."""
+    from sightline.cli.watch import camera_remove_cmd
+
+    camera_remove_cmd(_state(ctx), camera_id, as_json)
+
+
+# ---------------------------------------------------------------------------------------------
 # Evaluation and benchmarks
 # ---------------------------------------------------------------------------------------------
 
@@ -329,6 +404,34 @@ def bench_engine(
     from sightline.eval.bench_engine import bench_engine as run
 
     result = run(threads=threads, repeats=repeats, image_dir=None)
+    emit(as_json, result, lambda: emit_json(result))
+
+
+@bench_app.command("streams")
+def bench_streams(
+    counts: Annotated[
+        str, typer.Option(help="Stream counts to try, comma-separated, in order; stops at the first that fails.")
+    ] = "1,2,4,6,8,10,12,16",
+    seconds: Annotated[float, typer.Option(min=2, max=600, help="Measured seconds per stream count.")] = 15.0,
+    analysis_fps: Annotated[float, typer.Option(min=0.1, max=60, help="Frames analysed per second per camera.")] = 5.0,
+    detect_width: Annotated[int, typer.Option(min=160, max=3840, help="Detection width, pixels.")] = 640,
+    motion_gate: Annotated[
+        float, typer.Option(min=0, max=255, help="CameraConfig.motion_gate (0: detect every analysed frame).")
+    ] = 0.0,
+    as_json: JsonOpt = True,
+) -> None:
+    """N concurrent 1280x720 RTSP streams: analysed fps, drops, alert latency and CPU split per N."""
+    from sightline.eval.bench_streams import bench_streams as run
+
+    try:
+        ns = tuple(int(x) for x in counts.split(",") if x.strip())
+    except ValueError:
+        fail(f"--counts must be integers separated by commas, got {counts!r}", as_json=as_json)
+    if not ns or min(ns) < 1:
+        fail("--counts must name stream counts >= 1", as_json=as_json)
+    result = run(
+        counts=ns, seconds=seconds, analysis_fps=analysis_fps, detect_width=detect_width, motion_gate=motion_gate
+    )
     emit(as_json, result, lambda: emit_json(result))
 
 

@@ -162,8 +162,21 @@ SCHEMA_V2: tuple[str, ...] = (
     ),
 )
 
+#: Schema version 3: cameras kept in the gallery file for ``sightline watch --all``
+#: (``sightline.video.cameras.CameraStore``). ``options`` is the JSON of the ``CameraConfig`` fields
+#: other than id and url, as given (defaults are not written, so a later release's defaults apply).
+#: Frozen once released.
+SCHEMA_V3: tuple[str, ...] = (
+    """CREATE TABLE cameras (
+        id          TEXT PRIMARY KEY CHECK (length(id) > 0),
+        url         TEXT NOT NULL CHECK (length(url) > 0),
+        options     TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(options)),
+        created_at  REAL NOT NULL
+    )""",
+)
+
 #: ``MIGRATIONS[i]`` takes a file from schema version i to i + 1. Append only.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
