@@ -27,7 +27,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from sightline.gallery.records import GalleryError
-from sightline.gallery.store import GalleryStore
+from sightline.gallery.store import GalleryStore, blob_to_vector
 from sightline.types import Alert, Match, Sighting
 
 logger = logging.getLogger(__name__)
@@ -102,10 +102,7 @@ def _stored_sighting(r: Sequence) -> StoredSighting:
             threshold=r[11],
             est_fmr=r[12],
         )
-    emb = None
-    if r[14] is not None:
-        emb = np.frombuffer(r[14], dtype="<f4").astype(np.float32)
-        emb.setflags(write=False)
+    emb = None if r[14] is None else blob_to_vector(r[14])
     sighting = Sighting(
         camera_id=r[1],
         track_id=r[2],

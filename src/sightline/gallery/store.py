@@ -180,6 +180,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def blob_to_vector(blob: bytes) -> np.ndarray:
+    """A stored descriptor (little-endian float32 bytes) -> read-only (D,) float32 array."""
+    vec = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+    vec.setflags(write=False)
+    return vec
+
+
 def _ts(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
@@ -255,10 +262,7 @@ def _person(row: Sequence) -> Person:
 
 def _template(row: Sequence, descriptor: bytes | None = None) -> Template:
     box = None if row[7] is None else (float(row[7]), float(row[8]), float(row[9]), float(row[10]))
-    vec = None
-    if descriptor is not None:
-        vec = np.frombuffer(descriptor, dtype="<f4").astype(np.float32)
-        vec.setflags(write=False)
+    vec = None if descriptor is None else blob_to_vector(descriptor)
     return Template(
         id=row[0],
         person_id=row[1],
