@@ -142,6 +142,13 @@ class WatchConfig(_Model):
     reembed_quality_gain: float = Field(
         0.1, ge=0, le=1, description="Re-embed a track only when a shot this much better arrives (quality units)"
     )
+    identity_check_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Embed a track's current face this often (and whenever it is continued after a gap) and "
+        "split the track when it is clearly another person, s",
+    )
     alert_cooldown_s: float = Field(
         60.0, ge=0, le=86400, description="Repeat alerts for the same person on the same camera are suppressed, s"
     )

@@ -126,6 +126,37 @@ def test_track_state_counts_hits_and_times():
     assert live.det_index is None and live.hits == 2
 
 
+def test_missed_counts_the_updates_before_a_detection():
+    tracker = IouTracker(iou=0.3, max_age_s=1.0)
+    assert tracker.update(faces((0, 0, 40, 40)), 0.0)[0].missed == 0  # new
+    assert tracker.update(faces((0, 0, 40, 40)), 0.2)[0].missed == 0
+    tracker.update(faces(), 0.4)
+    tracker.update(faces(), 0.6)
+    (s,) = tracker.update(faces((0, 0, 40, 40)), 0.8)
+    assert (s.track_id, s.missed) == (1, 2)  # continued after a gap of two frames
+    assert tracker.update(faces((0, 0, 40, 40)), 1.0)[0].missed == 0
+    assert tracker.tracks[0].missed == 0
+
+
+def test_split_ends_the_track_as_it_was_and_starts_a_new_one_from_the_detection():
+    tracker = IouTracker(iou=0.3, max_age_s=1.0)
+    tracker.update(faces((0, 0, 40, 40)), 0.0)
+    tracker.update(faces((2, 0, 42, 40)), 0.2)
+    tracker.update(faces(), 0.4)
+    other, s = tracker.update(faces((100, 0, 140, 40), (3, 1, 43, 41)), 0.6)
+    new = tracker.split(s)
+    assert (new.track_id, new.det_index, new.xyxy, new.start_ts, new.hits) == (3, 1, s.xyxy, 0.6, 1)
+    (ended,) = tracker.ended
+    assert (ended.track_id, ended.xyxy, ended.last_ts, ended.hits, ended.det_index) == (1, (2, 0, 42, 40), 0.2, 2, None)
+    assert sorted(t.track_id for t in tracker.tracks) == [2, 3]
+    ids = [st.track_id for st in tracker.update(faces((100, 0, 140, 40), (3, 1, 43, 41)), 0.8)]
+    assert ids == [2, 3]  # the new track goes on
+    with pytest.raises(ValueError, match="track 1 was not continued by the latest update"):
+        tracker.split(s)
+    with pytest.raises(ValueError, match="track 2 was not continued by the latest update"):
+        tracker.split(other)  # continued, but an update ago
+
+
 def test_prediction_moves_the_coasting_box():
     tracker = IouTracker(iou=0.3, max_age_s=2.0, velocity_weight=1.0)
     tracker.update(faces((0, 0, 40, 40)), 0.0)

@@ -245,6 +245,67 @@ def test_after_the_cooldown_a_new_track_alerts_again(tmp_path, engine, enrolled_
     assert r.stats.alerts_suppressed == 0
 
 
+def biden_at_obamas_face() -> np.ndarray:
+    """biden moved down 48 px so that his face box overlaps obama(6)'s (IoU ~0.5 at detect_width 640)."""
+    return np.roll(biden(), 48, axis=0)
+
+
+# gain 0.1: obama's shot is clearly better than biden's, so without the check he would be re-embedded
+# on biden's track (alert on track 1, biden's sighting matched to obama); gain 1: never re-embedded,
+# so without the check obama would be missed altogether.
+@pytest.mark.parametrize("gain", [0.1, 1.0])
+def test_another_face_at_the_same_spot_after_a_gap_starts_a_new_track(tmp_path, engine, enrolled_file, gain):
+    """A doorway: biden (not enrolled) leaves, obama (wanted) appears where he was 0.6 s later, within
+    track_max_age_s. By box overlap alone obama would continue biden's track; the identity check on
+    the gap splits it."""
+    images = [biden_at_obamas_face()] * 3 + [BLANK] * 2 + [obama(6)] * 3
+    watch = WatchConfig(track_max_age_s=1.5, reembed_quality_gain=gain)
+    with open_gallery(enrolled_file, tmp_path / "data", engine) as g:
+        r = run_worker(engine, g, images, watch=watch)
+    (alert,) = r.alerts
+    assert (alert.match.name, alert.track_id, alert.frame_ts) == ("obama", 2, r.frames[5].ts)
+    s1, s2 = sorted(r.sightings, key=lambda s: s.track_id)
+    assert (s1.track_id, s1.frames, s1.match, s1.end_ts) == (1, 3, None, r.frames[2].ts)  # biden's, ended
+    assert (s2.track_id, s2.frames, s2.start_ts) == (2, 3, r.frames[5].ts)
+    assert s2.match is not None and s2.match.name == "obama"
+    kinds = [type(e).__name__ for e in r.events]
+    assert kinds == ["Sighting", "Alert", "Sighting"]  # biden's sighting when the track is split
+    st = r.stats
+    assert (st.identity_splits, st.identity_checks, st.tracks_started, st.sightings) == (1, 1, 2, 2)
+    assert st.embeds == 1  # biden's first shot; obama's first embedding is the check's
+
+
+def test_the_same_face_after_a_gap_keeps_its_track(tmp_path, engine, enrolled_file):
+    images = [obama(0)] * 3 + [BLANK] * 2 + [obama(6)] * 3
+    with open_gallery(enrolled_file, tmp_path / "data", engine) as g:
+        r = run_worker(engine, g, images, watch=WatchConfig(track_max_age_s=1.5))
+    assert [a.track_id for a in r.alerts] == [1]
+    (s,) = r.sightings
+    assert s.frames == 6 and s.match is not None
+    st = r.stats
+    assert (st.identity_checks, st.identity_splits, st.tracks_started, st.embeds) == (1, 0, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("images", "checks", "splits"),
+    [
+        # 0.0-1.4 s, embedded at 0.0: checked at 0.6 and 1.2 (every 0.5 s of the track's life)
+        ([obama(3 * i) for i in range(8)], 2, 0),
+        # no gap, so only the periodic check finds that obama took biden's track (at 0.6 s; his better
+        # shot at 0.4 s is not re-embedded with reembed_quality_gain 1)
+        ([biden_at_obamas_face()] * 2 + [obama(6)] * 3, 1, 1),
+    ],
+    ids=["same face", "another face without a gap"],
+)
+def test_identity_is_checked_every_identity_check_s(tmp_path, engine, enrolled_file, images, checks, splits):
+    watch = WatchConfig(track_max_age_s=1.5, identity_check_s=0.5, reembed_quality_gain=1.0)
+    with open_gallery(enrolled_file, tmp_path / "data", engine) as g:
+        r = run_worker(engine, g, images, watch=watch)
+    assert (r.stats.identity_checks, r.stats.identity_splits) == (checks, splits)
+    assert [a.match.name for a in r.alerts] == ["obama"]
+    assert r.stats.tracks_started == 1 + splits
+
+
 @pytest.mark.parametrize(("min_face_px", "faces"), [(100, 1), (400, 0)])
 def test_min_face_px_is_in_full_frame_pixels(tmp_path, engine, enrolled_file, min_face_px, faces):
     # obama's face is ~187 px in the 1280 px frame, ~94 px in the 640 px detection image

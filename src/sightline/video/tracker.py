@@ -4,6 +4,7 @@
     for frame in frames:
         tracks = tracker.update(faces, frame.ts)   # one TrackState per detection, in order
         for t in tracker.ended: ...                 # tracks that ended at this update
+        new = tracker.split(tracks[i])              # not the same face after all: end, start anew
 
 Each live track predicts its box at the new frame's time from its last box and a smoothed
 velocity (pixels per second per coordinate); detections are then assigned to the predictions
@@ -18,7 +19,10 @@ norfair's: ``update(detections) -> tracks`` and constructor checks that name the
 Trade-offs: greedy assignment (not Hungarian) is exact when faces do not overlap, which is the
 common case for faces; when two faces cross, identities may swap — the track then keeps the best
 shot of whichever face was better, and a new embedding follows only a clearly better shot.
-Appearance is not used, so a face that leaves and re-enters after ``max_age_s`` gets a new track.
+Appearance is not used, so a face that leaves and re-enters after ``max_age_s`` gets a new track,
+and a different face that appears where a track was within ``max_age_s`` continues it. The tracker
+says when that may have happened (``TrackState.missed`` > 0: continued after a gap) and the caller,
+who has descriptors, decides: ``split`` ends the track and starts a new one from the detection.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ class TrackState:
                not detected in this frame (only in ``tracks`` and ``ended``).
     start_ts:  time of the first detection, epoch s; last_ts: time of the latest detection.
     hits:      frames the track was detected in.
+    missed:    updates (frames) the track went undetected just before this detection; 0 when it
+               was detected in the previous update or is new. > 0 means "continued after a gap":
+               by box overlap alone, possibly another face at the same spot.
     """
 
     track_id: int
@@ -54,6 +61,7 @@ class TrackState:
     start_ts: float
     last_ts: float
     hits: int
+    missed: int = 0
 
 
 def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> F32:
@@ -99,15 +107,18 @@ def greedy_assign(iou: F32, threshold: float) -> list[tuple[int, int]]:
 class _Track:
     """Mutable state of one live track (internal)."""
 
-    __slots__ = ("box", "hits", "id", "last_ts", "start_ts", "velocity")
+    __slots__ = ("before", "box", "hits", "id", "last_ts", "last_update", "missed", "start_ts", "velocity")
 
-    def __init__(self, track_id: int, box: F32, ts: float) -> None:
+    def __init__(self, track_id: int, box: F32, ts: float, update_no: int) -> None:
         self.id = track_id
         self.box = box  # (4,) float32, last detected box
         self.velocity = np.zeros(4, np.float32)  # pixels per second, per coordinate
         self.start_ts = ts
         self.last_ts = ts
         self.hits = 1
+        self.last_update = update_no  # the update that last detected it
+        self.missed = 0  # updates without it just before the latest detection
+        self.before: tuple[F32, F32, float, int] | None = None  # box, velocity, last_ts, hits before it
 
     def predict(self, ts: float, horizon_s: float) -> F32:
         dt = min(max(0.0, ts - self.last_ts), horizon_s)
@@ -115,7 +126,8 @@ class _Track:
 
     def state(self, box: F32, det_index: int | None) -> TrackState:
         x1, y1, x2, y2 = (float(v) for v in box)
-        return TrackState(self.id, (x1, y1, x2, y2), det_index, self.start_ts, self.last_ts, self.hits)
+        missed = self.missed if det_index is not None else 0
+        return TrackState(self.id, (x1, y1, x2, y2), det_index, self.start_ts, self.last_ts, self.hits, missed)
 
 
 class IouTracker:
@@ -143,6 +155,7 @@ class IouTracker:
         self._tracks: list[_Track] = []
         self._next_id = 1
         self._now: float | None = None
+        self._updates = 0  # calls to update()
         self.ended: list[TrackState] = []
         """Tracks that ended at the latest ``update``, ``expire`` or ``flush`` (last box, det_index None)."""
 
@@ -167,6 +180,7 @@ class IouTracker:
         self._expire(ts)
         now = ts if self._now is None else max(ts, self._now)
         self._now = now
+        self._updates += 1
         boxes = faces.xyxy
         out: list[TrackState | None] = [None] * len(boxes)
         if self._tracks and len(boxes):
@@ -177,11 +191,30 @@ class IouTracker:
                 out[c] = track.state(track.box, c)
         for c in range(len(boxes)):
             if out[c] is None:
-                track = _Track(self._next_id, boxes[c].copy(), now)
-                self._next_id += 1
-                self._tracks.append(track)
-                out[c] = track.state(track.box, c)
+                out[c] = self._start(boxes[c], now, c)
         return [s for s in out if s is not None]
+
+    def split(self, state: TrackState) -> TrackState:
+        """End the track that the latest ``update`` continued with ``state`` (one of its results) and
+        start a new track from that detection: for a caller that finds the face is not the track's
+        (e.g. its descriptor differs after ``state.missed`` > 0). Returns the new track's state (same
+        ``det_index`` and box); the ended one, as it was before that detection, is in ``ended``.
+        """
+        track = next((t for t in self._tracks if t.id == state.track_id), None)
+        if (
+            track is None
+            or state.det_index is None
+            or track.last_update != self._updates
+            or track.hits != state.hits
+            or track.before is None
+        ):
+            raise ValueError(f"track {state.track_id} was not continued by the latest update; cannot split it")
+        box, velocity, last_ts, hits = track.before
+        old = _Track(track.id, box, track.start_ts, track.last_update)
+        old.velocity, old.last_ts, old.hits = velocity, last_ts, hits
+        self.ended.append(old.state(box, None))
+        self._tracks.remove(track)
+        return self._start(np.asarray(state.xyxy, np.float32), track.last_ts, state.det_index)
 
     def expire(self, ts: float) -> list[TrackState]:
         """End the tracks unseen for more than ``max_age_s`` at ``ts`` (e.g. when no frame came);
@@ -196,6 +229,12 @@ class IouTracker:
         self._tracks = []
         return self.ended
 
+    def _start(self, box: F32, ts: float, det_index: int) -> TrackState:
+        track = _Track(self._next_id, box.copy(), ts, self._updates)
+        self._next_id += 1
+        self._tracks.append(track)
+        return track.state(track.box, det_index)
+
     def _expire(self, ts: float) -> None:
         keep = []
         for t in self._tracks:
@@ -206,6 +245,9 @@ class IouTracker:
         self._tracks = keep
 
     def _continue(self, track: _Track, box: F32, ts: float) -> None:
+        track.before = (track.box, track.velocity, track.last_ts, track.hits)
+        track.missed = self._updates - track.last_update - 1
+        track.last_update = self._updates
         dt = ts - track.last_ts
         if dt > 0:
             measured = (box - track.box) / dt

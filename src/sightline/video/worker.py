@@ -20,6 +20,15 @@ Tracks (``IouTracker``) keep their best shot by quality. A track is embedded whe
 again only when its best shot is ``watch.reembed_quality_gain`` better than the embedded one, all
 due tracks of a frame in one descriptor batch and one matcher call (one matrix multiply).
 
+Identity checks: the tracker follows boxes only, so a face that appears where another was within
+``watch.track_max_age_s`` (a doorway, people in single file) would continue that track and, unless
+its shot were clearly better, never be embedded. So when a track is continued after a gap (missed
+at least one analysed frame, ``TrackState.missed``) and every ``watch.identity_check_s`` of its
+life, the face's chip is embedded (one descriptor per checked track, one batch per frame) and
+compared with the track's embedding; below the calibration's similarity at FMR 1e-2 (0.91 for the
+default model: clearly another person) the track is split (``IouTracker.split``): the old one ends and
+becomes a Sighting, the face starts a new track whose first embedding is the check's.
+
 Alerts: one per (track, person), raised on the frame whose embedding first matched; a second
 alert for the same person on this camera within ``watch.alert_cooldown_s`` of the last one (frame
 time) is suppressed and counted. A track that ends (unseen for ``watch.track_max_age_s``, or on
@@ -35,8 +44,9 @@ restarted worker may alert once more within the cooldown.
 Costs measured on a 1280x720 frame with one face (onnx engine, HOG upsample 1, 2 shared CPU cores):
 detection dominates, 63-96 ms per frame at detect_width 640 (20 ms at 320, where the smallest
 face found is twice as large as at 640; 235 ms at 1280); a descriptor ~15 ms per embedded shot
-(mirror averaging), paid once per track plus clearly better shots; the best shot (chip, quality,
-JPEG crop of ~16 kB) ~1 ms per face; matching 0.16 ms for 4 descriptors against 3,001
+(mirror averaging), paid once per track plus clearly better shots, and one per identity check
+(per gap and per ``identity_check_s`` of a track); the best shot (chip, quality, JPEG crop of
+~16 kB) ~1 ms per face; matching 0.16 ms for 4 descriptors against 3,001
 watchlisted templates; storing an alert 0.06 ms.
 Alert latency (``Frame.ts`` to ``Alert.ts``) on the first frame of a track: 0.08-0.13 s.
 
@@ -61,7 +71,7 @@ from PIL import Image as PILImage
 from sightline.config import CameraConfig, WatchConfig
 from sightline.types import F32, Alert, Faces, Frame, Image, Match, Sighting
 from sightline.video.bestshot import BestShot, Shot
-from sightline.video.tracker import IouTracker
+from sightline.video.tracker import IouTracker, TrackState
 from sightline.vision import align, quality
 from sightline.vision.engine import FaceEngine
 
@@ -111,8 +121,9 @@ class WorkerStats:
     capture counts the drops separately). detections_gated: frames whose detection motion gating
     skipped (their faces are the last detected frame's). faces: faces kept after the size filter.
     embeds: chips embedded (embed_batches calls); matches: embeddings that matched a watchlist.
-    alerts_suppressed: alerts held back by the cooldown. errors: frames whose analysis raised;
-    store_errors: failed writes.
+    alerts_suppressed: alerts held back by the cooldown. identity_checks: faces embedded to check a
+    continued track's identity (not in ``embeds``); identity_splits: tracks split by a check.
+    errors: frames whose analysis raised; store_errors: failed writes.
     alert_latencies_s: ``alert.ts - frame.ts`` of the most recent alerts (capture to alert).
     frame_latencies_s: capture to analysis done (``time.time() - frame.ts`` after ``process``) of the
     most recent frames, queue wait included.
@@ -131,6 +142,8 @@ class WorkerStats:
     matches: int = 0
     alerts: int = 0
     alerts_suppressed: int = 0
+    identity_checks: int = 0
+    identity_splits: int = 0
     errors: int = 0
     store_errors: int = 0
     detect_s: float = 0.0
@@ -165,6 +178,7 @@ class _TrackCtx:
     __slots__ = (
         "alerted",
         "best",
+        "checked_ts",
         "embedded_shot",
         "embedding",
         "frames",
@@ -184,6 +198,7 @@ class _TrackCtx:
         self.best = best
         self.embedding: F32 | None = None
         self.embedded_shot: Shot | None = None  # the shot ``embedding`` was computed from
+        self.checked_ts = ts  # frame time of the latest embedding or identity check
         self.match: Match | None = None  # the strongest match so far
         self.alerted: set[int] = set()  # persons already alerted (or suppressed) on this track
 
@@ -227,6 +242,8 @@ class CameraWorker:
         self.watch = watch or WatchConfig()
         self.stores = stores
         self.tracker = IouTracker(iou=self.watch.track_iou, max_age_s=self.watch.track_max_age_s)
+        # below this a continued track's face is clearly another person (about 1 in 100 strangers score higher)
+        self.same_person_similarity = engine.calibration.threshold_for_fmr(1e-2)
         self._tracks: dict[int, _TrackCtx] = {}
         self._last_alert: dict[int, float] = {}  # person id -> frame time of the last alert
         self._counts: dict[str, float] = dict.fromkeys(_COUNTERS, 0)
@@ -266,24 +283,31 @@ class CameraWorker:
             self._end(track_id)
 
         t2 = time.perf_counter()
-        due = self._best_shots(frame, faces, states)
+        chips = align.chips(frame.image, faces) if states else None
+        states, known, check_s = self._check_identities(frame, chips, states)
+        due = self._best_shots(frame, faces, chips, states, known)
         t3 = time.perf_counter()
-        c["bestshot_s"] += t3 - t2
+        c["bestshot_s"] += t3 - t2 - check_s
+        c["embed_s"] += check_s
 
         alerts: list[Alert] = []
         if due:
-            chips = np.stack([ctx.best.shot.chip for ctx in due])  # type: ignore[union-attr]
-            embs = self.engine.embed_chips(chips)
+            todo = [ctx for ctx in due if ctx.embedded_shot is not ctx.best.shot]
+            if todo:
+                chips_due = np.stack([ctx.best.shot.chip for ctx in todo])  # type: ignore[union-attr]
+                for ctx, emb in zip(todo, self.engine.embed_chips(chips_due), strict=True):
+                    ctx.embedding = emb
+                    ctx.embedded_shot = ctx.best.shot
+                    ctx.checked_ts = frame.ts
+                c["embeds"] += len(todo)
+                c["embed_batches"] += 1
             t4 = time.perf_counter()
+            embs = np.stack([ctx.embedding for ctx in due])  # type: ignore[misc]
             matches = self.matcher.match(embs)
             t5 = time.perf_counter()
             c["embed_s"] += t4 - t3
             c["match_s"] += t5 - t4
-            c["embeds"] += len(due)
-            c["embed_batches"] += 1
-            for ctx, emb, m in zip(due, embs, matches, strict=True):
-                ctx.embedding = emb
-                ctx.embedded_shot = ctx.best.shot
+            for ctx, m in zip(due, matches, strict=True):
                 if m is None:
                     continue
                 c["matches"] += 1
@@ -428,12 +452,62 @@ class CameraWorker:
             faces = self.engine.landmarker.landmarks(image, faces)  # full-resolution landmarks
         return faces
 
-    def _best_shots(self, frame: Frame, faces: Faces, states: Sequence) -> list[_TrackCtx]:
-        """Offer each face to its track's best shot; returns the tracks due for (re-)embedding."""
+    def _check_identities(
+        self, frame: Frame, chips: Image | None, states: list[TrackState]
+    ) -> tuple[list[TrackState], dict[int, F32], float]:
+        """Embed the chips of the tracks continued after a gap or not checked for
+        ``watch.identity_check_s`` and split those whose face is clearly not the track's person
+        (similarity to the track's embedding below ``same_person_similarity``).
+
+        chips: (N, 150, 150, 3) of this frame's faces. Returns the states with each split one
+        replaced by its new track's, the new tracks' descriptors by ``det_index`` (their first
+        embedding, already computed), and the seconds spent embedding.
+        """
+        every = self.watch.identity_check_s
+        checks = []
+        for k, st in enumerate(states):
+            ctx = self._tracks.get(st.track_id)
+            if ctx is not None and ctx.embedding is not None and (st.missed > 0 or frame.ts - ctx.checked_ts >= every):
+                checks.append((k, ctx))
+        if not checks or chips is None:
+            return states, {}, 0.0
+        t0 = time.perf_counter()
+        embs = self.engine.embed_chips(np.stack([chips[states[k].det_index] for k, _ in checks]))
+        check_s = time.perf_counter() - t0
+        self._counts["identity_checks"] += len(checks)
+        out = list(states)
+        known: dict[int, F32] = {}
+        for (k, ctx), emb in zip(checks, embs, strict=True):
+            ctx.checked_ts = frame.ts
+            similarity = float(emb @ ctx.embedding)  # type: ignore[operator]
+            if similarity >= self.same_person_similarity:
+                continue
+            st = states[k]
+            new = self.tracker.split(st)
+            self._counts["identity_splits"] += 1
+            logger.info(
+                "camera %s: track %s continued by another face (similarity %.3f < %.3f, %s frames missed): "
+                "ended, the face starts track %s",
+                self.camera.id,
+                st.track_id,
+                similarity,
+                self.same_person_similarity,
+                st.missed,
+                new.track_id,
+            )
+            self._end(st.track_id)
+            out[k] = new
+            known[new.det_index] = emb  # type: ignore[index]
+        return out, known, check_s
+
+    def _best_shots(
+        self, frame: Frame, faces: Faces, chips: Image | None, states: Sequence[TrackState], known: dict[int, F32]
+    ) -> list[_TrackCtx]:
+        """Offer each face to its track's best shot; returns the tracks due for (re-)embedding and
+        matching. A new track with a descriptor in ``known`` (by det_index) is only matched."""
         if not states:
             return []
-        assert faces.kps is not None
-        chips = align.chips(frame.image, faces)
+        assert faces.kps is not None and chips is not None
         gain = self.watch.reembed_quality_gain
         due = []
         for st in states:
@@ -448,6 +522,10 @@ class CameraWorker:
             x1, y1, x2, y2 = st.xyxy
             q = quality.assess(min(x2 - x1, y2 - y1), faces.kps[i], chips[i])
             ctx.best.offer(frame.image, st.xyxy, q, chips[i], frame.ts)
+            if ctx.embedding is None and i in known:  # split off: the identity check embedded this chip
+                ctx.embedding, ctx.embedded_shot = known[i], ctx.best.shot
+                due.append(ctx)
+                continue
             done = ctx.embedded_shot
             if done is None or (ctx.best.shot is not done and ctx.best.quality >= done.quality + gain - 1e-9):
                 due.append(ctx)
