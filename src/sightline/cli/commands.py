@@ -341,8 +341,10 @@ def watchlist_show_cmd(state: CliState, name: str, as_json: bool) -> None:
     }
 
     def render() -> None:
-        console.print(f"[bold]{escape(w.name)}[/] — {escape(w.description or '')}")
-        console.print(f"threshold {thr:.3f}: at this score {data['threshold_meaning']}")
+        title = f"[bold]{escape(w.name)}[/]" + (f" — {escape(w.description)}" if w.description else "")
+        source = "model default, FMR 1e-3" if w.threshold is None else "set for this list"
+        console.print(title)
+        console.print(f"threshold {thr:.3f} ({source}): {data['threshold_meaning']}")
         t = Table("id", "person", "external id", "photos")
         for m in data["members"]:
             t.add_row(str(m["id"]), escape(m["name"]), escape(m["external_id"] or ""), str(m["templates"]))
