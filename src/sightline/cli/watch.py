@@ -219,6 +219,10 @@ def report_json(r: CameraReport) -> dict[str, Any]:
         "tracks": w.tracks_started,
         "alerts": w.alerts,
         "alerts_suppressed": w.alerts_suppressed,
+        "embeds": w.embeds,
+        "identity_checks": w.identity_checks,
+        "identity_splits": w.identity_splits,
+        "detections_gated": w.detections_gated,
         "worker_restarts": r.worker_restarts,
         "alert_latency_max_s": None if w.alert_latency_max_s is None else round(w.alert_latency_max_s, 3),
     }
