@@ -66,7 +66,6 @@ from dataclasses import dataclass, fields
 from typing import Protocol
 
 import numpy as np
-from PIL import Image as PILImage
 
 from sightline.config import CameraConfig, WatchConfig
 from sightline.types import F32, Alert, Faces, Frame, Image, Match, Sighting
@@ -201,17 +200,6 @@ class _TrackCtx:
         self.checked_ts = ts  # frame time of the latest embedding or identity check
         self.match: Match | None = None  # the strongest match so far
         self.alerted: set[int] = set()  # persons already alerted (or suppressed) on this track
-
-
-def downscale(image: Image, width: int) -> tuple[Image, float]:
-    """``image`` scaled to ``width`` pixels wide (aspect kept, bilinear), and the scale factor
-    (< 1); the image itself and 1.0 when it is not wider than ``width``."""
-    h, w = image.shape[:2]
-    if w <= width:
-        return image, 1.0
-    scale = width / w
-    small = PILImage.fromarray(image).resize((width, max(1, round(h * scale))), PILImage.BILINEAR)
-    return np.asarray(small), scale
 
 
 class CameraWorker:
@@ -423,12 +411,15 @@ class CameraWorker:
         return faces
 
     def _detect(self, image: Image) -> Faces:
-        """Faces in full-frame pixels with full-resolution landmarks, shorter side >= min_face_px."""
-        small, scale = downscale(image, self.camera.detect_width)
-        faces = self.engine.detect(small)
+        """Faces in full-frame pixels with full-resolution landmarks, shorter side >= min_face_px.
+
+        The engine scans a copy ``detect_width`` wide; its own ``min_face_px`` applies at that
+        scale, so the floor in frame pixels is the larger of the two.
+        """
+        scale = self.engine.detection_scale(image.shape, self.camera.detect_width)
+        engine_min = self.engine.config.min_face_px / scale
         if scale != 1.0 and not self._warned_min_face:
             self._warned_min_face = True
-            engine_min = self.engine.config.min_face_px / scale
             if engine_min > self.camera.min_face_px:
                 logger.warning(
                     "camera %s: frames %sx%s are detected at %s px wide, so faces under %.0f px are missed "
@@ -440,17 +431,9 @@ class CameraWorker:
                     engine_min,
                     self.camera.min_face_px,
                 )
-        if len(faces) == 0:
-            return faces
-        if scale != 1.0:
-            h, w = image.shape[:2]
-            xyxy = np.clip(faces.xyxy / scale, 0, [w, h, w, h])
-            faces = Faces(xyxy, faces.score)
-        keep = np.minimum(faces.widths, faces.heights) >= self.camera.min_face_px
-        faces = faces.take(keep)
-        if scale != 1.0 and len(faces):
-            faces = self.engine.landmarker.landmarks(image, faces)  # full-resolution landmarks
-        return faces
+        return self.engine.detect(
+            image, width=self.camera.detect_width, min_face_px=max(self.camera.min_face_px, engine_min)
+        )
 
     def _check_identities(
         self, frame: Frame, chips: Image | None, states: list[TrackState]

@@ -113,8 +113,27 @@ class FaceEngine:
         return load_builtin(self.model)
 
     # ---- stages ------------------------------------------------------------------------------
-    def detect(self, image: Image, *, fallback: bool = False, subject: bool = False) -> Faces:
+    def detection_scale(self, shape: tuple[int, ...], width: int | None = None) -> float:
+        """Factor (<= 1) at which the detector scans an image of ``shape`` (H, W, ...): its longest
+        side capped at ``DETECT_MAX_SIDE``, and its width at ``width`` pixels when given."""
+        h, w = shape[:2]
+        scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+        return scale if width is None else min(scale, width / w)
+
+    def detect(
+        self,
+        image: Image,
+        *,
+        fallback: bool = False,
+        subject: bool = False,
+        width: int | None = None,
+        min_face_px: float | None = None,
+    ) -> Faces:
         """Faces with landmarks, boxes in ``image`` pixels, smaller than ``min_face_px`` dropped.
+
+        width: scan a copy scaled to at most this many pixels wide (live video: detection cost
+        grows with the pixels scanned); boxes and landmarks are still in full-resolution pixels.
+        min_face_px: shorter box side kept, ``image`` pixels (default: the engine config's).
 
         fallback: when the main detector finds nothing, retry with the fallback detector (MMOD):
         for photos, where a miss costs more than the ~10x slower retry.
@@ -122,31 +141,31 @@ class FaceEngine:
         fine — without upsampling first (~4x cheaper), at the configured upsampling only when that
         finds nothing. Small background faces may then go unreported; never use it for search.
         """
+        scale = self.detection_scale(image.shape, width)
+        min_px = self.config.min_face_px if min_face_px is None else min_face_px
         faces = Faces.empty()
         if subject and self.coarse_detector is not None:
-            faces = self._run_detector(self.coarse_detector, image)
+            faces = self._run_detector(self.coarse_detector, image, scale, min_px)
         if len(faces) == 0:
-            faces = self._run_detector(self.detector, image)
+            faces = self._run_detector(self.detector, image, scale, min_px)
         if len(faces) == 0 and fallback and self.fallback_detector is not None:
-            faces = self._run_detector(self.fallback_detector, image)
+            faces = self._run_detector(self.fallback_detector, image, scale, min_px)
         return self.landmarker.landmarks(image, faces)
 
-    def _run_detector(self, det: FaceDetector, image: Image) -> Faces:
+    def _run_detector(self, det: FaceDetector, image: Image, scale: float, min_face_px: float) -> Faces:
         h, w = image.shape[:2]
-        scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
         if scale < 1.0:
             from PIL import Image as PILImage
 
-            small = np.asarray(
-                PILImage.fromarray(image).resize((round(w * scale), round(h * scale)), PILImage.BILINEAR)
-            )
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = np.asarray(PILImage.fromarray(image).resize(size, PILImage.BILINEAR))
             faces = det.detect(small).scaled(1.0 / scale)
         else:
             faces = det.detect(image)
         if len(faces) == 0:
             return faces
         faces = Faces(np.clip(faces.xyxy, 0, [w, h, w, h]).astype(np.float32), faces.score)
-        keep = np.minimum(faces.widths, faces.heights) >= self.config.min_face_px
+        keep = np.minimum(faces.widths, faces.heights) >= min_face_px
         return faces.take(keep)
 
     def embed_chips(self, chips: Sequence[np.ndarray] | np.ndarray) -> F32:
