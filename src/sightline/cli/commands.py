@@ -195,17 +195,17 @@ def search_cmd(state: CliState, photo: Path, watchlist: str | None, top: int, as
 def verify_cmd(state: CliState, a: Path, b: Path, threshold: float | None, as_json: bool) -> None:
     import typer
 
+    from sightline.gallery import NoFaceError
+
+    photos = [_load(state, p, as_json) for p in (a, b)]
+    try:
+        result = state.gallery().verify(*photos)
+    except NoFaceError as exc:
+        fail(str(exc), as_json=as_json)
     engine = state.engine()
-    embs = []
-    for p in (a, b):
-        img = _load(state, p, as_json)
-        faces = engine.analyze(img.rgb, embed=True)
-        if not faces:
-            fail(f"{p}: no face found", as_json=as_json)
-        embs.append(faces[0].embedding)
-    sim = float(embs[0] @ embs[1])
     cal = engine.calibration
-    thr = cal.default_threshold if threshold is None else threshold
+    sim = result.similarity
+    thr = result.threshold if threshold is None else threshold
     same = sim >= thr
     data = {
         "photo_a": str(a),
