@@ -39,10 +39,6 @@ def _load(state: CliState, photo: Path, as_json: bool):
         fail(f"{photo}: {exc.strerror or exc}", as_json=as_json)
 
 
-def _meaning(state: CliState, similarity: float) -> str:
-    return state.engine().calibration.describe(similarity)
-
-
 # ---- enroll ----------------------------------------------------------------------------------
 
 
@@ -428,12 +424,9 @@ def person_delete_cmd(state: CliState, ref: str, as_json: bool) -> None:
 
 
 def _eval_engine(state: CliState, backend: str | None, flip: bool = True):
-    from sightline.vision.engine import FaceEngine
-
     if backend not in (None, "auto", "dlib", "onnx"):
         fail(f"--backend must be dlib or onnx, got {backend!r}")
-    cfg = state.settings.engine.model_copy(update={"flip_average": flip, **({"backend": backend} if backend else {})})
-    return FaceEngine.from_config(cfg)
+    return state.engine(flip_average=flip, **({"backend": backend} if backend else {}))
 
 
 def _check_subject(subject: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -55,7 +55,6 @@ FullScanOpt = Annotated[
         help="Scan every photo at the configured upsampling instead of coarse to fine as enrollment does.",
     ),
 ]
-Backend = Literal["auto", "dlib", "onnx"]
 
 
 @dataclass
@@ -66,12 +65,13 @@ class CliState:
     _engine: FaceEngine | None = field(default=None, repr=False)
     _gallery: Gallery | None = field(default=None, repr=False)
 
-    def engine(self, backend: Backend | None = None) -> FaceEngine:
+    def engine(self, **overrides: object) -> FaceEngine:
+        """The engine of the global options, built once; with ``overrides`` (EngineConfig fields,
+        already validated by the caller) a separate engine built from them."""
         from sightline.vision.engine import FaceEngine
 
-        if backend is not None and backend != self.settings.engine.backend:
-            cfg = self.settings.engine.model_copy(update={"backend": backend})
-            return FaceEngine.from_config(cfg)
+        if overrides:
+            return FaceEngine.from_config(self.settings.engine.model_copy(update=overrides))
         if self._engine is None:
             self._engine = FaceEngine.from_config(self.settings.engine)
         return self._engine
