@@ -195,3 +195,25 @@ def test_every_accepted_format_and_mode_is_searched(enrolled, tmp_path):
         assert len(out["faces"]) == 1, name
         best = out["faces"][0]["candidates"][0]
         assert best["name"] == "obama" and best["match"], (name, best)
+
+
+def test_eval_embed_writes_the_documented_npz(tmp_path):
+    from tests.conftest import LFW_MINI
+
+    out = run(tmp_path, "eval", "embed", str(LFW_MINI), "--out", str(tmp_path / "e.npz"))
+    assert out["images"] == 22 and out["no_face"] == 0
+    with np.load(tmp_path / "e.npz") as z:
+        assert sorted(z.files) == ["embeddings", "names", "paths", "seconds"]
+        assert z["embeddings"].shape == (22, 128) and z["embeddings"].dtype == np.float32
+        assert all(p.startswith(f"{n}/") for n, p in zip(z["names"], z["paths"], strict=True))
+        assert float(z["seconds"]) > 0
+
+
+def test_eval_lfw_runs_the_fold_protocol(tmp_path):
+    from tests.conftest import LFW_MINI
+
+    out = run(tmp_path, "eval", "lfw", "--root", str(LFW_MINI), "--pairs", str(LFW_MINI / "pairs.txt"))
+    assert (out["n_folds"], out["n_pairs"], out["n_matched"], out["n_mismatched"]) == (2, 24, 12, 12)
+    assert out["accuracy_mean"] >= 0.9 and out["images_without_face"] == 0
+    res = runner.invoke(app, ["eval", "lfw", "--root", str(tmp_path), "--pairs", str(LFW_MINI / "pairs.txt")])
+    assert res.exit_code == 2 and "not under" in res.output
