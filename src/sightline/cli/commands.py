@@ -501,7 +501,8 @@ def eval_lfw_cmd(
         pairs = read_pairs(pairs_file)
     except (OSError, ValueError) as exc:
         fail(f"{pairs_file}: {exc}", as_json=as_json)
-    rel = sorted({p for pair in pairs.path_pairs() for p in pair})
+    rel = pairs.image_paths()
+    path_pairs = pairs.path_pairs()
     missing_files = [r for r in rel if not (root / r).is_file()]
     if missing_files:
         fail(
@@ -520,8 +521,8 @@ def eval_lfw_cmd(
             subject_mode=not full_scan,
         )
     index = {r: i for i, r in enumerate(rel)}
-    a = np.array([index[x] for x, _ in pairs.path_pairs()])
-    b = np.array([index[y] for _, y in pairs.path_pairs()])
+    a = np.array([index[x] for x, _ in path_pairs])
+    b = np.array([index[y] for _, y in path_pairs])
     scores = np.einsum("ij,ij->i", res.embeddings[a], res.embeddings[b])
     result = evaluate_lfw(scores, pairs.is_same, pairs.folds, images_without_face=res.missing)
     data = {
