@@ -4,12 +4,14 @@
 #   ffmpeg            the ffmpeg CLI: the video tests encode fixture clips and publish RTSP/MJPEG with it
 #                     (decoding in Sightline itself uses PyAV, which bundles its own FFmpeg libraries)
 #   rtsp-server-perl  /usr/bin/rtsp-server.pl, a small RTSP relay the RTSP capture tests publish into
+#   chromium          /usr/bin/chromium, the real browser the console's end-to-end tests drive with Playwright
+#   mosquitto         an MQTT broker the notification tests deliver alerts to
 #
 # Idempotent: packages already installed are skipped, and when nothing is missing apt is not run.
 # Works as root (CI containers) or through sudo when run by another user.
 set -euo pipefail
 
-PACKAGES=(ffmpeg rtsp-server-perl)
+PACKAGES=(ffmpeg rtsp-server-perl chromium mosquitto)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -175,8 +175,125 @@ SCHEMA_V3: tuple[str, ...] = (
     )""",
 )
 
+#: Sealed-blob marker: a BLOB column holding bytes that start with ``SEALED_MAGIC`` is encrypted at rest
+#: (AES-GCM, ``sightline.governance.crypto``); anything else is plaintext. Schema 4 lets a template
+#: descriptor be either a plain little-endian float32 vector (length 4 * dim) or a sealed one.
+SEALED_MAGIC = b"SLE1"
+
+#: Schema version 4: the operator console and accountability.
+#: - ``templates`` rebuilt (SQLite cannot alter a CHECK) so a descriptor may be sealed, with ``crop_jpeg``
+#:   (the enrolled face crop shown beside an alert's crop, exported and erased with the person).
+#: - ``users`` / ``sessions`` / ``api_tokens`` (``sightline.server.auth``): argon2 hashes; a session cookie
+#:   or API token is stored only as its sha256, so the file alone cannot be used to log in.
+#: - ``channels`` / ``outbox`` (``sightline.events.notify``): per-watchlist notification channels and one
+#:   outbox row per (alert, channel), written in the alert's transaction so a delivery is never lost.
+#: - ``audit_log`` (``sightline.governance.audit``): append-only (triggers refuse UPDATE and DELETE), each
+#:   row carrying the sha256 of the previous one; never holds biometric data.
+#: Frozen once released.
+SCHEMA_V4: tuple[str, ...] = (
+    "ALTER TABLE templates RENAME TO templates_v3",
+    """CREATE TABLE templates (
+        id           INTEGER PRIMARY KEY,
+        person_id    INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
+        model        TEXT NOT NULL,
+        dim          INTEGER NOT NULL CHECK (dim > 0),
+        descriptor   BLOB NOT NULL CHECK (length(descriptor) = 4 * dim OR substr(descriptor, 1, 4) = X'534C4531'),
+        quality      REAL NOT NULL CHECK (quality BETWEEN 0 AND 1),
+        photo_sha256 TEXT NOT NULL CHECK (length(photo_sha256) = 64),
+        source_name  TEXT,
+        x1 REAL, y1 REAL, x2 REAL, y2 REAL,
+        created_at   REAL NOT NULL,
+        crop_jpeg    BLOB
+    )""",
+    """INSERT INTO templates (id, person_id, model, dim, descriptor, quality, photo_sha256, source_name,
+                             x1, y1, x2, y2, created_at)
+       SELECT id, person_id, model, dim, descriptor, quality, photo_sha256, source_name,
+              x1, y1, x2, y2, created_at FROM templates_v3""",
+    "DROP TABLE templates_v3",
+    "CREATE INDEX templates_person ON templates(person_id)",
+    "CREATE UNIQUE INDEX templates_photo_model ON templates(photo_sha256, model)",
+    *(
+        f"""CREATE TRIGGER templates_gen_{op.lower()} AFTER {op} ON templates BEGIN
+        UPDATE meta SET value = value + 1 WHERE key = 'templates_generation'; END"""
+        for op in ("INSERT", "UPDATE", "DELETE")
+    ),
+    """CREATE TABLE users (
+        id            INTEGER PRIMARY KEY,
+        username      TEXT NOT NULL UNIQUE COLLATE NOCASE CHECK (length(trim(username)) > 0),
+        password_hash TEXT NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('admin', 'supervisor', 'operator', 'auditor')),
+        disabled      INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+        created_at    REAL NOT NULL,
+        last_login_at REAL
+    )""",
+    """CREATE TABLE sessions (
+        token_sha256 TEXT PRIMARY KEY CHECK (length(token_sha256) = 64),
+        user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf_token   TEXT NOT NULL,
+        created_at   REAL NOT NULL,
+        expires_at   REAL NOT NULL,
+        last_seen_at REAL NOT NULL,
+        client       TEXT
+    ) WITHOUT ROWID""",
+    "CREATE INDEX sessions_user ON sessions(user_id)",
+    "CREATE INDEX sessions_expires ON sessions(expires_at)",
+    """CREATE TABLE api_tokens (
+        id           INTEGER PRIMARY KEY,
+        user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name         TEXT NOT NULL CHECK (length(trim(name)) > 0),
+        token_sha256 TEXT NOT NULL UNIQUE CHECK (length(token_sha256) = 64),
+        created_at   REAL NOT NULL,
+        expires_at   REAL,
+        last_used_at REAL,
+        revoked_at   REAL
+    )""",
+    "CREATE INDEX api_tokens_user ON api_tokens(user_id)",
+    """CREATE TABLE channels (
+        id           INTEGER PRIMARY KEY,
+        watchlist_id INTEGER NOT NULL REFERENCES watchlists(id) ON DELETE CASCADE,
+        kind         TEXT NOT NULL CHECK (kind IN ('webhook', 'apprise', 'mqtt')),
+        target       TEXT NOT NULL CHECK (length(target) > 0),
+        secret       BLOB,
+        options      TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(options)),
+        enabled      INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        created_at   REAL NOT NULL
+    )""",
+    "CREATE INDEX channels_watchlist ON channels(watchlist_id)",
+    """CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        alert_id        INTEGER NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
+        channel_id      INTEGER NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
+        status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        next_attempt_at REAL NOT NULL,
+        last_error      TEXT,
+        created_at      REAL NOT NULL,
+        delivered_at    REAL,
+        UNIQUE (alert_id, channel_id)
+    )""",
+    "CREATE INDEX outbox_due ON outbox(status, next_attempt_at)",
+    """CREATE TABLE audit_log (
+        seq       INTEGER PRIMARY KEY,
+        ts        REAL NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL CHECK (length(action) > 0),
+        target    TEXT,
+        reason    TEXT,
+        client    TEXT,
+        outcome   TEXT NOT NULL DEFAULT 'ok',
+        details   TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(details)),
+        prev_hash TEXT NOT NULL CHECK (length(prev_hash) = 64),
+        hash      TEXT NOT NULL CHECK (length(hash) = 64)
+    )""",
+    "CREATE INDEX audit_log_ts ON audit_log(ts)",
+    """CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN
+        SELECT RAISE(ABORT, 'audit_log is append-only'); END""",
+    """CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN
+        SELECT RAISE(ABORT, 'audit_log is append-only'); END""",
+)
+
 #: ``MIGRATIONS[i]`` takes a file from schema version i to i + 1. Append only.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
