@@ -61,6 +61,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import os
 import stat
 import struct
@@ -445,3 +446,35 @@ def load_many(paths: Iterable[Path], *, limits: ImagingConfig | None = None) -> 
         except ImageError as exc:
             logger.warning("skipped %s: %s (%s)", os.fspath(path), exc.reason, exc.code)
             yield Skipped(name=exc.name, reason=exc.reason, code=exc.code)
+
+
+# -- face crops -------------------------------------------------------------------------------------
+
+Box = tuple[float, float, float, float]
+
+
+def grow_box(xyxy: Box, grow: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """The box grown by ``grow`` of its size (split evenly on both sides), rounded outwards to
+    whole pixels and clipped to a ``width`` x ``height`` image. Never empty for a box inside it."""
+    x1, y1, x2, y2 = xyxy
+    dx, dy = (x2 - x1) * grow / 2, (y2 - y1) * grow / 2
+    ix1 = max(0, math.floor(x1 - dx))
+    iy1 = max(0, math.floor(y1 - dy))
+    ix2 = min(width, math.ceil(x2 + dx))
+    iy2 = min(height, math.ceil(y2 + dy))
+    return ix1, iy1, max(ix2, min(width, ix1 + 1)), max(iy2, min(height, iy1 + 1))
+
+
+def encode_crop(image: Image, xyxy: Box, *, grow: float = 0.4, max_side: int = 320, jpeg_quality: int = 85) -> bytes:
+    """JPEG bytes of the grown face box cut from ``image`` ((H, W, 3) uint8 RGB), longest side at
+    most ``max_side`` pixels (shrunk with a high-quality filter; never enlarged)."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = grow_box(xyxy, grow, w, h)
+    im = PILImage.fromarray(np.ascontiguousarray(image[y1:y2, x1:x2]))
+    longest = max(im.size)
+    if longest > max_side:
+        scale = max_side / longest
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), PILImage.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=jpeg_quality)
+    return buf.getvalue()

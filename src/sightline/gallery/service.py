@@ -43,6 +43,7 @@ from sightline.gallery.records import (
     Watchlist,
 )
 from sightline.gallery.store import GalleryStore
+from sightline.imaging import encode_crop
 from sightline.types import Candidate, FaceRecord, Image
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class Gallery:
         existing = self._existing_person(name, external_id)
         owner_id = existing.id if existing else None
 
-        accepted: list[tuple[FaceRecord, str, str]] = []  # (face, sha256, photo name)
+        accepted: list[tuple[FaceRecord, str, str, bytes]] = []  # (face, sha256, photo name, crop JPEG)
         skipped: list[SkippedPhoto] = []
         seen: set[str] = set()
         total = len(photos)
@@ -171,7 +172,7 @@ class Gallery:
             logger.info("enroll %s: no photo accepted, no template written", name)
             return EnrollReport((EnrollResult(name, owner_id, False, (), tuple(skipped)),))
 
-        vecs = np.stack([f.embedding for f, _, _ in accepted]).astype(np.float32)
+        vecs = np.stack([f.embedding for f, _, _, _ in accepted]).astype(np.float32)
         try:
             with self.store.transaction():
                 before = self.store.generation()
@@ -193,8 +194,9 @@ class Gallery:
                         photo_sha256=sha,
                         source_name=photo_name,
                         xyxy=face.xyxy,
+                        crop_jpeg=crop,
                     )
-                    for face, sha, photo_name in accepted
+                    for face, sha, photo_name, crop in accepted
                 ]
                 after = self.store.generation()
         except sqlite3.IntegrityError as e:
@@ -310,7 +312,7 @@ class Gallery:
         owner_id: int | None,
         seen: set[str],
         multi_face: MultiFace,
-    ) -> tuple[FaceRecord, str, str] | SkippedPhoto:
+    ) -> tuple[FaceRecord, str, str, bytes] | SkippedPhoto:
         from sightline.imaging import ImageError, load_image
 
         if isinstance(photo, str | Path):
@@ -350,7 +352,7 @@ class Gallery:
             raise GalleryError(
                 f"engine returned a descriptor of shape {face.embedding.shape}, expected ({self.engine.dim},)"
             )
-        return face, img.sha256, label
+        return face, img.sha256, label, encode_crop(img.rgb, face.xyxy)
 
     def _existing_person(self, name: str, external_id: str | None) -> Person | None:
         if external_id is not None:

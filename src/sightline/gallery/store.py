@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -297,6 +298,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHE
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class BlobCipher(Protocol):
+    """Seals and opens biometric blobs (``sightline.governance.crypto`` implements it with AES-GCM).
+
+    ``seal`` output must start with ``SEALED_MAGIC``; ``unseal`` must reject a tampered blob."""
+
+    def seal(self, data: bytes) -> bytes: ...
+
+    def unseal(self, blob: bytes) -> bytes: ...
+
+
 def blob_to_vector(blob: bytes) -> np.ndarray:
     """A stored descriptor (little-endian float32 bytes) -> read-only (D,) float32 array."""
     vec = np.frombuffer(blob, dtype="<f4").astype(np.float32)
@@ -416,6 +427,7 @@ class GalleryStore:
         if busy_timeout_s < 0:
             raise ValueError(f"busy_timeout_s must be >= 0, got {busy_timeout_s}")
         self.path = Path(path)
+        self._cipher: BlobCipher | None = None
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
@@ -454,6 +466,29 @@ class GalleryStore:
             c.close()
 
     # -- connections and transactions --------------------------------------------------------------
+
+    # -- encryption at rest -----------------------------------------------------------------------
+
+    def set_cipher(self, cipher: BlobCipher | None) -> None:
+        """Seal biometric blobs (descriptors, face crops) written from now on with ``cipher``; ``None``
+        stores them in plain. Reading works either way: sealed blobs start with ``SEALED_MAGIC``."""
+        self._cipher = cipher
+
+    def seal(self, data: bytes) -> bytes:
+        """Bytes to store for a biometric blob: sealed when a cipher is set, else ``data`` unchanged."""
+        return data if self._cipher is None else self._cipher.seal(data)
+
+    def unseal(self, blob: bytes) -> bytes:
+        """The plain bytes of a stored blob (sealed or not). Raises ``GalleryError`` for a sealed blob
+        when no cipher (or the wrong key) is configured."""
+        if not blob.startswith(SEALED_MAGIC):
+            return blob
+        if self._cipher is None:
+            raise GalleryError(
+                f"gallery {self.path} holds encrypted data but no key is configured "
+                "(set SIGHTLINE_KEY or the key file; see sightline key --help)"
+            )
+        return self._cipher.unseal(blob)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -627,8 +662,11 @@ class GalleryStore:
         photo_sha256: str,
         source_name: str | None = None,
         xyxy: Sequence[float] | None = None,
+        crop_jpeg: bytes | None = None,
     ) -> int:
         """Store one descriptor ((D,) float32, L2-normalised) of a person; returns the template id.
+
+        ``crop_jpeg``: the enrolled face crop (JPEG bytes) shown beside alerts; sealed like the descriptor.
 
         Raises ``sqlite3.IntegrityError`` when the same photo (sha256) already has a template of
         this model, or the person does not exist.
@@ -639,17 +677,18 @@ class GalleryStore:
             raise ValueError(f"xyxy must have 4 values, got {len(box)}")
         cur = self._write(
             "INSERT INTO templates(person_id, model, dim, descriptor, quality, photo_sha256, source_name, "
-            "x1, y1, x2, y2, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "x1, y1, x2, y2, created_at, crop_jpeg) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 person_id,
                 model,
                 vec.size,
-                _blob(vec, vec.size),
+                self.seal(_blob(vec, vec.size)),
                 float(quality),
                 photo_sha256.lower(),
                 source_name,
                 *box,
                 time.time(),
+                None if crop_jpeg is None else self.seal(crop_jpeg),
             ),
         )
         return int(cur.lastrowid or 0)
@@ -660,14 +699,20 @@ class GalleryStore:
             .execute(f"SELECT {_TEMPLATE_COLS}, t.descriptor FROM templates t WHERE t.id = ?", (template_id,))
             .fetchone()
         )
-        return None if row is None else _template(row, row[12] if with_descriptor else None)
+        return None if row is None else _template(row, self.unseal(row[12]) if with_descriptor else None)
 
     def templates_of(self, person_id: int, *, with_descriptors: bool = False) -> list[Template]:
         rows = self._conn().execute(
             f"SELECT {_TEMPLATE_COLS}, t.descriptor FROM templates t WHERE t.person_id = ? ORDER BY t.id",
             (person_id,),
         )
-        return [_template(r, r[12] if with_descriptors else None) for r in rows]
+        return [_template(r, self.unseal(r[12]) if with_descriptors else None) for r in rows]
+
+    def template_crop(self, template_id: int) -> bytes | None:
+        """The enrolled face crop (JPEG bytes) of a template; None when there is no such template or it
+        was enrolled before crops were kept (schema < 4)."""
+        row = self._conn().execute("SELECT crop_jpeg FROM templates WHERE id = ?", (template_id,)).fetchone()
+        return None if row is None or row[0] is None else self.unseal(row[0])
 
     def templates_for_photo(self, photo_sha256: str) -> list[Template]:
         """Every template made from the photo with this sha256 (any person, any model)."""
@@ -705,7 +750,8 @@ class GalleryStore:
         dim = dims.pop()
         tids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         pids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
-        mat = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4").astype(np.float32).reshape(-1, dim)
+        raw = b"".join(self.unseal(r[3]) for r in rows)
+        mat = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(-1, dim)
         return tids, pids, mat
 
     # -- watchlists --------------------------------------------------------------------------------

@@ -14,19 +14,17 @@ per frame. The chip (150x150 aligned) is kept for the embedder.
 
 from __future__ import annotations
 
-import io
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image as PILImage
 
+from sightline.imaging import Box, encode_crop, grow_box
 from sightline.types import Chip, Image, Quality
 
-logger = logging.getLogger(__name__)
+__all__ = ["BestShot", "Box", "Shot", "encode_crop", "grow_box"]
 
-Box = tuple[float, float, float, float]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,33 +41,6 @@ class Shot:
     crop_jpeg: bytes = field(repr=False)
     chip: Chip = field(repr=False)
     detail: Quality | None = None
-
-
-def grow_box(xyxy: Box, grow: float, width: int, height: int) -> tuple[int, int, int, int]:
-    """The box grown by ``grow`` of its size (split evenly on both sides), rounded outwards to
-    whole pixels and clipped to a ``width`` x ``height`` image. Never empty for a box inside it."""
-    x1, y1, x2, y2 = xyxy
-    dx, dy = (x2 - x1) * grow / 2, (y2 - y1) * grow / 2
-    ix1 = max(0, math.floor(x1 - dx))
-    iy1 = max(0, math.floor(y1 - dy))
-    ix2 = min(width, math.ceil(x2 + dx))
-    iy2 = min(height, math.ceil(y2 + dy))
-    return ix1, iy1, max(ix2, min(width, ix1 + 1)), max(iy2, min(height, iy1 + 1))
-
-
-def encode_crop(image: Image, xyxy: Box, *, grow: float = 0.4, max_side: int = 320, jpeg_quality: int = 85) -> bytes:
-    """JPEG bytes of the grown face box cut from ``image`` ((H, W, 3) uint8 RGB), longest side at
-    most ``max_side`` pixels (shrunk with a high-quality filter; never enlarged)."""
-    h, w = image.shape[:2]
-    x1, y1, x2, y2 = grow_box(xyxy, grow, w, h)
-    im = PILImage.fromarray(np.ascontiguousarray(image[y1:y2, x1:x2]))
-    longest = max(im.size)
-    if longest > max_side:
-        scale = max_side / longest
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), PILImage.LANCZOS)
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=jpeg_quality)
-    return buf.getvalue()
 
 
 class BestShot:
