@@ -3,7 +3,7 @@
 Everything is a real component: clips are encoded by the ffmpeg CLI from the committed face photos,
 RTSP streams are published by ffmpeg into a real server process and read back over the network, and
 every process and thread started here is stopped at teardown. The helpers live in
-tests/video/servers.py and tests/video/clips.py so other test packages can reuse them.
+sightline.eval.servers and sightline.eval.clips (tests/video/servers.py adds the fixture photos).
 """
 
 from __future__ import annotations
@@ -14,17 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.video.clips import Clip, ffmpeg_exe, make_face_clip
-from tests.video.servers import (
-    BIDEN,
-    OBAMA,
-    HttpVideoServer,
-    PerlRtspServer,
-    RelayRtspServer,
-    free_tcp_port,
-    free_udp_range,
-    jpeg_frames,
-)
+from sightline.eval.clips import Clip, ffmpeg_exe, make_face_clip
+from sightline.eval.servers import HttpVideoServer, PerlRtspServer, RelayRtspServer, free_tcp_port
+from tests.video.servers import BIDEN, OBAMA, jpeg_frames
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +41,7 @@ def short_clip(clip_dir: Path) -> Clip:
 @pytest.fixture
 def rtsp_server(tmp_path: Path) -> Iterator[PerlRtspServer]:
     """rtsp-server-perl on free ports (UDP only); killed with its publishers at teardown."""
-    srv = PerlRtspServer(
-        tmp_path, client_port=free_tcp_port(), source_port=free_tcp_port(), rtp_start_port=free_udp_range()
-    )
+    srv = PerlRtspServer.on_free_ports(tmp_path)
     srv.start()
     yield srv
     srv.close()

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from sightline.config import CameraConfig
+from sightline.eval.clips import Clip
+from sightline.eval.servers import HttpVideoServer, RelayRtspServer, free_tcp_port
 from sightline.types import Frame
 from sightline.video.capture import AnalysisClock, CameraCapture, CameraStatus, FrameQueue
-from tests.video.clips import Clip
-from tests.video.servers import HttpVideoServer, RelayRtspServer, free_tcp_port
 
 
 def cam(url: str | Path, id: str = "cam", **kw) -> CameraConfig:

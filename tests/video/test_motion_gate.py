@@ -41,7 +41,7 @@ def test_static_frames_reuse_detection_and_still_alert(tmp_path: Path, engine) -
     with Gallery.open(tmp_path, engine) as g:
         g.enroll_person("obama", [GALLERY / "obama/obama2.jpg"], watchlist="wanted", create=True)
         bus = EventBus()
-        cam = CameraConfig(id="door", url="x.mp4", motion_gate=8.0, motion_max_skip_s=0.9)
+        cam = CameraConfig(id="door", url="x.mp4", detect_mode="full", motion_gate=8.0, motion_max_skip_s=0.9)
         worker = CameraWorker(cam, engine, WatchlistMatcher(g), bus, WatchConfig(), EventStores(g.store))
         t0 = time.time()
         # 0-1.0 s grey, 1.2-2.4 s obama standing still, 2.6 s grey again; 0.2 s apart (5 fps).

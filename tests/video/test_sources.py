@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from sightline.config import CameraConfig
+from sightline.eval.clips import Clip, ffmpeg_exe
+from sightline.eval.servers import HttpVideoServer, RelayRtspServer
 from sightline.video.sources import (
     SourceError,
     backoff_delay,
@@ -19,8 +21,7 @@ from sightline.video.sources import (
     redact_url,
     source_kind,
 )
-from tests.video.clips import Clip, ffmpeg_exe
-from tests.video.servers import BIDEN, OBAMA, HttpVideoServer, RelayRtspServer
+from tests.video.servers import BIDEN, OBAMA
 
 
 def cam(url: str | Path, **kw) -> CameraConfig:
@@ -294,7 +295,7 @@ def test_rtsp_unknown_stream_fails_retryably(rtsp_relay: RelayRtspServer) -> Non
 
 @pytest.mark.timeout(30)
 def test_rtsp_connection_refused_fails_fast() -> None:
-    from tests.video.servers import free_tcp_port
+    from sightline.eval.servers import free_tcp_port
 
     t0 = time.monotonic()
     with pytest.raises(SourceError, match="cannot open") as ei:

@@ -80,8 +80,8 @@ def enrolled_file(tmp_path_factory, engine) -> Path:
 
 
 def open_gallery(enrolled_file: Path, dest: Path, engine) -> Gallery:
-    dest.mkdir(parents=True)
-    shutil.copy(enrolled_file, dest / GALLERY_FILE)
+    # the whole data folder: the database and what the gallery keeps beside it (its template key)
+    shutil.copytree(enrolled_file.parent, dest)
     return Gallery.open(dest, engine)
 
 
@@ -176,15 +176,19 @@ def test_the_cooldown_suppresses_the_second_obama_track(story):
     assert st.matches == 2  # tracks 1 and 3 matched; only the first alerted
 
 
-def test_alerts_and_sightings_land_in_the_database_and_on_the_bus(story):
+def test_alerts_and_sightings_land_in_the_database_and_on_the_bus(story, engine):
     kinds = [type(e).__name__ for e in story.events]
     # alert while obama is seen; each sighting when its track ends (the last one on flush)
     assert kinds == ["Alert", "Sighting", "Sighting", "Sighting"]
-    assert story.events[0] is story.alerts[0]
+    (alert,) = story.alerts
+    assert story.events[0] is alert and alert.id is not None  # published with its row id
+    with Gallery.open(story.db.parent, engine) as g:  # the crop as stored (sealed at rest), read back
+        stored = EventStores(g.store).alerts.get(alert.id)
+        assert stored is not None and stored.alert.crop_jpeg == alert.crop_jpeg
     c = sqlite3.connect(story.db)
     try:
-        rows = c.execute("SELECT camera_id, track_id, watchlist, status, crop_jpeg FROM alerts").fetchall()
-        assert rows == [("cam1", 1, "wanted", "new", story.alerts[0].crop_jpeg)]
+        rows = c.execute("SELECT id, camera_id, track_id, watchlist, status FROM alerts").fetchall()
+        assert rows == [(alert.id, "cam1", 1, "wanted", "new")]
         rows = c.execute(
             "SELECT track_id, person_id IS NOT NULL, crop_jpeg IS NOT NULL, embedding IS NOT NULL, model "
             "FROM sightings ORDER BY track_id"
@@ -444,3 +448,46 @@ def test_matcher_checks_the_descriptor_shape(gallery):
     assert m.match(np.zeros((0, 128), np.float32)) == []
     with pytest.raises(ValueError, match=r"embeddings must have shape \(N, 128\), got \(2, 64\)"):
         m.match(np.zeros((2, 64), np.float32))
+
+
+@pytest.mark.timeout(120)
+def test_a_fusion_engine_embeds_best_shots_and_identity_checks_with_their_crops(tmp_path):
+    """model="fusion" descriptors need a 224x224 crop of the original frame besides the chip: the live
+    worker keeps it with each best shot (the frame is gone by the time a later shot is embedded) and cuts
+    it for identity checks, so a watchlisted face alerts and a track continued by another face is split."""
+    from sightline.config import EngineConfig
+    from sightline.vision.engine import FaceEngine
+
+    engine = FaceEngine.from_config(EngineConfig(model="fusion", threads=1))
+    keep = CameraConfig(id="cam1", url="file.mp4", keep_unmatched_sightings=True)
+    with Gallery.open(tmp_path / "data", engine) as g:
+        g.enroll_person("obama", [GALLERY / "obama/obama2.jpg"], watchlist="wanted", create=True)
+        # obama for 4 frames, one frame missed, then biden at the same spot: a gap, so an identity check
+        images = [obama(3 * i) for i in range(4)] + [BLANK] + [biden(0)] * 3
+        r = run_worker(engine, g, images, camera=keep, watch=WatchConfig(track_max_age_s=1.0))
+    (alert,) = r.alerts
+    assert alert.match.name == "obama" and alert.frame_ts == r.frames[0].ts
+    assert r.stats.errors == 0 and r.stats.identity_checks >= 1 and r.stats.identity_splits == 1
+    assert [s.match.name if s.match else None for s in r.sightings] == ["obama", None]
+    assert all(s.embedding is not None and s.embedding.shape == (engine.dim,) for s in r.sightings)
+
+
+def test_the_matchers_quality_gate_sees_the_quality_of_each_embedded_shot(tmp_path, engine, enrolled_file):
+    """The worker hands the matcher each descriptor's shot quality: above every shot's quality, the gate
+    stops the watchlisted face from alerting; the supervisor builds its matcher with the watch's gate."""
+    from sightline.video.supervisor import Supervisor
+
+    with open_gallery(enrolled_file, tmp_path / "data", engine) as g:
+        gated = WatchlistMatcher(g, min_alert_quality=0.99)
+        bus = EventBus()
+        worker = CameraWorker(CameraConfig(id="cam1", url="f.mp4"), engine, gated, bus, WatchConfig())
+        alerts = [a for f in frames([obama(3 * i) for i in range(3)], time.time()) for a in worker.process(f)]
+        assert alerts == [] and gated.gated >= 1 and worker.stats().matches == 0
+        open_ = WatchlistMatcher(g, min_alert_quality=0.0)
+        worker = CameraWorker(CameraConfig(id="cam1", url="f.mp4"), engine, open_, bus, WatchConfig())
+        alerts = [a for f in frames([obama(3 * i) for i in range(3)], time.time()) for a in worker.process(f)]
+        assert len(alerts) == 1 and open_.gated == 0
+        sup = Supervisor(
+            [CameraConfig(id="c", url="f.mp4")], lambda: engine, g, bus, WatchConfig(min_alert_quality=0.3)
+        )
+        assert sup.matcher.min_alert_quality == 0.3

@@ -12,6 +12,8 @@ Per N, after a warm-up, over ``seconds`` of wall time:
 * ``analysed_fps_per_camera``: frames analysed per second, mean over cameras (target ``analysis_fps``).
 * ``dropped_frames``: frames queued for analysis but discarded because the worker was behind.
 * ``detections_gated``: analysed frames whose detection motion gating skipped (``--motion-gate``).
+* ``detections_full`` / ``detections_roi``: with ``--detect-mode roi``, analysed frames scanned whole / only
+  in regions (changed blocks and windows around live tracks; :mod:`sightline.video.roi`).
 * ``latency_p50_s`` / ``latency_p95_s``: frame capture (decode) to alert, over all alerts.
 * ``frame_latency_p50_s`` / ``frame_latency_p95_s``: capture to analysis done, every analysed frame.
 * ``cpu_cores``: CPU used, in cores (CPU seconds per wall second) of this process, split into
@@ -31,10 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -46,10 +44,11 @@ import numpy as np
 
 from sightline.config import CameraConfig, EngineConfig, WatchConfig
 from sightline.eval.bench_engine import DEFAULT_IMAGE_DIR, _cpu_info
+from sightline.eval.clips import make_grid_clip
+from sightline.eval.servers import PerlRtspServer
 
 logger = logging.getLogger(__name__)
 
-RTSP_SERVER = "/usr/bin/rtsp-server-perl"
 #: (clip photo, enrolment photo) per person, relative to the committed test faces' gallery folder.
 PEOPLE = (
     ("obama", "obama/obama.jpg", "obama/obama2.jpg"),
@@ -69,110 +68,24 @@ class Criteria:
     max_drop_share: float = 0.01
 
 
-def _ffmpeg() -> str:
-    exe = shutil.which("ffmpeg")
-    if exe is None:
-        raise RuntimeError("ffmpeg not found (Debian package ffmpeg)")
-    return exe
-
-
-def make_clip(out: Path, photos: list[Path], size: tuple[int, int] = (1280, 720), fps: int = 25) -> Path:
-    """The benchmark clip: the photos in a 2x2 grid for 2 s, then 1 s grey; H.264, keyframe every second."""
-    w, h = size
-    tw, th = w // 2, h // 2
-    cmd = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
-    filters = []
-    for i, p in enumerate(photos[:4]):
-        cmd += ["-loop", "1", "-framerate", str(fps), "-t", "2", "-i", str(p)]
-        filters.append(
-            f"[{i}:v]scale={tw}:{th}:force_original_aspect_ratio=decrease,pad={tw}:{th}:(ow-iw)/2:(oh-ih)/2:"
-            f"color=0x808080,setsar=1,fps={fps},format=yuv420p[t{i}]"
-        )
-    cmd += ["-f", "lavfi", "-t", "1", "-i", f"color=c=0x808080:s={w}x{h}:r={fps}"]
-    filters.append("[t0][t1][t2][t3]xstack=inputs=4:layout=0_0|w0_0|0_h0|w0_h0[grid]")
-    filters.append("[4:v]setsar=1,format=yuv420p[grey]")
-    filters.append("[grid][grey]concat=n=2:v=1:a=0[out]")
-    cmd += ["-filter_complex", ";".join(filters), "-map", "[out]", "-c:v", "libx264", "-preset", "veryfast"]
-    cmd += ["-pix_fmt", "yuv420p", "-r", str(fps), "-g", str(fps), "-bf", "0", "-threads", "2", str(out)]
-    subprocess.run(cmd, check=True, timeout=120, capture_output=True)
-    return out
-
-
-def _free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"RTSP server not listening on port {port} after {timeout} s")
-
-
-def _describe_ok(url: str, port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
-            s.sendall(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
-            return s.makefile("rb").readline().startswith(b"RTSP/1.0 200")
-    except OSError:
-        return False
-
-
 class _Streams:
-    """rtsp-server-perl plus N looping ffmpeg publishers (internal)."""
+    """rtsp-server-perl (free TCP ports, a free UDP range) plus N looping ffmpeg publishers (internal)."""
 
     def __init__(self, workdir: Path, clip: Path, n: int) -> None:
-        if not os.path.exists(RTSP_SERVER):
-            raise RuntimeError(f"{RTSP_SERVER} not found (Debian package rtsp-server-perl)")
-        self.client_port, self.source_port = _free_tcp_port(), _free_tcp_port()
-        rtp = 20000 + (os.getpid() % 200) * 100
-        self.log = open(workdir / "rtsp.log", "ab")  # noqa: SIM115 (closed in close())
-        self.procs: list[subprocess.Popen] = []
-        server = [RTSP_SERVER, "--clientport", str(self.client_port), "--serverport", str(self.source_port)]
-        server += ["--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1"]
-        server += ["--rtp_start_port", str(rtp), "--loglevel", "1"]
-        self.procs.append(subprocess.Popen(server, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL))
-        _wait_port(self.client_port)
-        _wait_port(self.source_port)
-        self.urls = []
-        for i in range(n):
-            src = f"rtsp://127.0.0.1:{self.source_port}/cam{i}"
-            cmd = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "-1"]
-            cmd += ["-i", str(clip), "-c", "copy", "-rtsp_transport", "udp", "-f", "rtsp", src]
-            self.procs.append(subprocess.Popen(cmd, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL))
-            url = f"rtsp://127.0.0.1:{self.client_port}/cam{i}"
-            deadline = time.monotonic() + 15
-            while not _describe_ok(url, self.client_port):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"publishing {src} failed (see {workdir / 'rtsp.log'})")
-                time.sleep(0.05)
-            self.urls.append(url)
+        self.server = PerlRtspServer.on_free_ports(workdir, rtp_ports=max(200, 8 * n + 64))
+        self.server.start()
+        try:
+            self.urls = [self.server.publish(clip, f"cam{i}", timeout_s=15.0).url for i in range(n)]
+        except BaseException:
+            self.server.close()
+            raise
 
     def cpu_s(self) -> float:
-        """CPU seconds used so far by the server and publishers (from /proc)."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for p in self.procs:
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                f = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(f[11]) + int(f[12])) / tick
-        return total
+        """CPU seconds used so far by the server and publishers."""
+        return self.server.cpu_s()
 
     def close(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-        self.log.close()
+        self.server.close()
 
 
 def _thread_cpu_s(native_ids: list[int]) -> float:
@@ -238,6 +151,8 @@ def run_one(
     b = {r.camera_id: r for r in before}
     frames = [r.worker.frames - b[r.camera_id].worker.frames for r in after]
     gated = sum(r.worker.detections_gated - b[r.camera_id].worker.detections_gated for r in after)
+    full = sum(r.worker.detections_full - b[r.camera_id].worker.detections_full for r in after)
+    roi = sum(r.worker.detections_roi - b[r.camera_id].worker.detections_roi for r in after)
     dropped = sum(r.capture.dropped - b[r.camera_id].capture.dropped for r in after)
     enqueued = sum(r.capture.enqueued - b[r.camera_id].capture.enqueued for r in after)
     stage = {k: sum(getattr(r.worker, k) - getattr(b[r.camera_id].worker, k) for r in after) for k in _STAGES}
@@ -257,6 +172,8 @@ def run_one(
         "analysed_fps_per_camera": round(sum(frames) / n / wall, 2),
         "dropped_frames": dropped,
         "detections_gated": gated,
+        "detections_full": full,
+        "detections_roi": roi,
         "queued_frames": enqueued,
         "alerts": len(lat),
         "latency_p50_s": _pct(lat, 50),
@@ -289,9 +206,13 @@ def bench_streams(
     analysis_fps: float = 5.0,
     detect_width: int = 640,
     motion_gate: float = 0.0,
+    detect_mode: str | None = None,
+    full_detect_s: float | None = None,
     image_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the streams benchmark (see the module docstring); returns the JSON-able result."""
+    """Run the streams benchmark (see the module docstring); returns the JSON-able result.
+
+    detect_mode / full_detect_s: the CameraConfig fields (None: the CameraConfig default)."""
     from sightline.gallery import Gallery
     from sightline.vision.engine import FaceEngine
 
@@ -306,10 +227,15 @@ def bench_streams(
         "motion_gate": motion_gate,
         "read_timeout_s": 5.0,
     }
+    if detect_mode is not None:
+        camera["detect_mode"] = detect_mode
+    if full_detect_s is not None:
+        camera["full_detect_s"] = full_detect_s
+    effective = CameraConfig(id="bench", url="bench.mp4", **camera)
     rows = []
     with tempfile.TemporaryDirectory(prefix="sightline-bench-streams-") as tmp:
         work = Path(tmp)
-        clip = make_clip(work / "grid.mp4", [faces / c for _, c, _ in PEOPLE])
+        clip = make_grid_clip(work / "grid.mp4", [faces / c for _, c, _ in PEOPLE]).path
         engine = FaceEngine.from_config(EngineConfig(threads=1))
         with Gallery.open(work / "data", engine) as gallery:
             for name, _, enroll_photo in PEOPLE:
@@ -333,7 +259,265 @@ def bench_streams(
         "analysis_fps": analysis_fps,
         "detect_width": detect_width,
         "motion_gate": motion_gate,
+        "detect_mode": effective.detect_mode,
+        "full_detect_s": effective.full_detect_s,
+        "roi_motion": effective.roi_motion,
         "seconds_per_row": seconds,
         "cpu": _cpu_info(),
+        "rows": rows,
+    }
+
+
+# ---- CPU cost per camera, measured in one process without servers: `sightline bench streams-cpu` ------------
+
+#: Worker variants compared by :func:`bench_streams_cpu`: name -> CameraConfig fields.
+CPU_VARIANTS: dict[str, dict[str, Any]] = {
+    "full": {"detect_mode": "full"},
+    "roi": {"detect_mode": "roi"},
+    "roi_full1s": {"detect_mode": "roi", "full_detect_s": 1.0},
+    "roi_busy_stride": {"detect_mode": "roi", "roi_busy_stride": True},
+    "full_1280_up0": {"detect_mode": "full", "detect_width": 1280, "_upsample": 0},
+}
+
+
+def _decode_cost(clip: Path, loops: int, threads: int, thread_type: str, analysis_every: int) -> dict[str, float]:
+    """CPU ms per decoded frame (demux + decode) and per RGB conversion, decoding ``clip`` ``loops`` times."""
+    import av
+
+    dec_s = rgb_s = 0.0
+    frames = rgbs = 0
+    for _ in range(loops):
+        with av.open(str(clip)) as c:
+            s = c.streams.video[0]
+            s.thread_type = thread_type
+            s.codec_context.thread_count = threads
+            t0 = time.process_time()
+            for f in c.decode(s):
+                frames += 1
+                if frames % analysis_every == 0:
+                    t1 = time.process_time()
+                    f.to_ndarray(format="rgb24")
+                    rgb_s += time.process_time() - t1
+                    rgbs += 1
+            dec_s += time.process_time() - t0
+    dec_s -= rgb_s
+    return {
+        "decode_ms_per_frame": round(1000 * dec_s / max(1, frames), 3),
+        "rgb_ms_per_frame": round(1000 * rgb_s / max(1, rgbs), 3),
+    }
+
+
+def _analysed_frames(clip: Path, analysis_every: int) -> list[tuple[float, np.ndarray]]:
+    import av
+
+    out = []
+    with av.open(str(clip)) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i % analysis_every == 0:
+                img = np.ascontiguousarray(f.to_ndarray(format="rgb24"))
+                img.setflags(write=False)
+                out.append((float(f.time), img))
+    return out
+
+
+def _run_variant(
+    name: str, fields: dict[str, Any], frames: list[tuple[float, np.ndarray]], loops: int, gallery: Any, clip_s: float
+) -> tuple[dict[str, Any], list[Any]]:
+    """Analyse the frames ``loops`` times with one worker; returns its row and the faces per frame."""
+    from sightline.events import EventBus
+    from sightline.types import Alert, Frame
+    from sightline.video.matcher import WatchlistMatcher
+    from sightline.video.worker import CameraWorker
+    from sightline.vision.engine import FaceEngine
+
+    fields = dict(fields)
+    upsample = fields.pop("_upsample", None)
+    engine_cfg = EngineConfig(
+        threads=1, fallback_detector="none", **({} if upsample is None else {"upsample": upsample})
+    )
+    engine = FaceEngine.from_config(engine_cfg)
+    cam = CameraConfig(id="cam", url="bench.mp4", **fields)
+    bus = EventBus()
+    alerts = bus.subscribe(Alert, maxsize=100_000)
+    worker = CameraWorker(
+        cam, engine, WatchlistMatcher(gallery), bus, WatchConfig(alert_cooldown_s=0, track_max_age_s=0.5)
+    )
+    seen: list[Any] = []
+    update = worker.tracker.update
+
+    def recording_update(faces: Any, ts: float) -> Any:  # instrumentation: keep each frame's detections
+        seen.append(faces)
+        return update(faces, ts)
+
+    worker.tracker.update = recording_update  # type: ignore[method-assign]
+    t_start = time.time()
+    cpu = 0.0
+    seq = 0
+    for k in range(loops):
+        for pts, img in frames:
+            ts = t_start + k * clip_s + pts
+            t0 = time.thread_time()
+            worker.process(Frame(camera_id="cam", seq=seq, ts=ts, pts=pts, image=img))
+            cpu += time.thread_time() - t0
+            seq += 1
+    worker.flush()
+    st = worker.stats()
+    n = st.frames
+    stage_wall = sum(getattr(st, k) for k in _STAGES)
+    row: dict[str, Any] = {
+        "variant": name,
+        "camera": {
+            k: v
+            for k, v in cam.model_dump().items()
+            if k in ("detect_mode", "detect_width", "full_detect_s", "roi_motion")
+        },
+        "upsample": engine_cfg.upsample,
+        "frames": n,
+        "cpu_ms_per_frame": round(1000 * cpu / max(1, n), 2),
+        # the worker's wall-clock stage timers, shared out over its CPU time
+        "cpu_ms_per_frame_by_stage": {
+            k.removesuffix("_s"): round(1000 * cpu * getattr(st, k) / max(stage_wall, 1e-9) / max(1, n), 2)
+            for k in _STAGES
+        },
+        "faces": st.faces,
+        "tracks_started": st.tracks_started,
+        "alerts": len(alerts.drain()),
+        "embeds": st.embeds,
+        "identity_checks": st.identity_checks,
+        "detections_full": st.detections_full,
+        "detections_roi": st.detections_roi,
+    }
+    return row, seen
+
+
+def _gil_probe(frames: list[tuple[float, np.ndarray]], scans: int = 6) -> dict[str, float]:
+    """Whether whole-frame HOG scans let other Python threads run: one thread scans frames while this one
+    spins a pure-Python loop; the CPU seconds each got. A spinner share near 0 means the GIL is held
+    during scans (worker threads would serialise: processes needed); near the scanner's (both compete
+    for the cores only) means it is released. Robust to a busy machine: both threads see the same load."""
+    from sightline.vision.detect.hog import HogDetector
+
+    det = HogDetector(upsample=0)
+    images = [img for _, img in frames[:scans]]
+    done = threading.Event()
+    scan_cpu: list[float] = []
+
+    def scan_all() -> None:
+        t0 = time.thread_time()
+        for img in images:
+            det.detect(img)
+        scan_cpu.append(time.thread_time() - t0)
+        done.set()
+
+    t = threading.Thread(target=scan_all, name="gil-probe")
+    spins = 0
+    c0 = time.thread_time()
+    t.start()
+    while not done.is_set():
+        spins += 1
+    spin_cpu = time.thread_time() - c0
+    t.join()
+    return {
+        "scanner_cpu_s": round(scan_cpu[0], 3),
+        "spinner_cpu_s": round(spin_cpu, 3),
+        "spinner_share": round(spin_cpu / max(scan_cpu[0], 1e-9), 3),
+    }
+
+
+def _recall(found: list[Any], reference: list[Any], iou: float = 0.5) -> float | None:
+    """Share of the reference's faces (per frame) that ``found`` also has (IoU >= ``iou``)."""
+    from sightline.video.tracker import box_iou
+
+    total = hit = 0
+    for f, r in zip(found, reference, strict=True):
+        total += len(r)
+        if len(r) and len(f):
+            hit += int((box_iou(r.xyxy, f.xyxy).max(axis=1) >= iou).sum())
+    return round(hit / total, 4) if total else None
+
+
+def bench_streams_cpu(
+    *,
+    variants: tuple[str, ...] = tuple(CPU_VARIANTS),
+    loops: int = 4,
+    analysis_fps: float = 5.0,
+    decode_threads: tuple[int, ...] = (1, 2),
+    image_dir: Path | None = None,
+    clip: Path | None = None,
+) -> dict[str, Any]:
+    """Per-camera CPU cost of live analysis, measured with process/thread CPU time (not wall time, so a busy
+    shared machine slows it but hardly biases it), for worker variants compared in one run on the streams
+    benchmark clip (1280x720, 25 fps, four faces for 2 s then 1 s grey), decoded from a file, or on ``clip``
+    (any video file, e.g. real footage of people walking: the recall of ROI detection under motion).
+
+    Per variant: CPU ms per analysed frame (and by stage), faces found, their ``recall`` against the first
+    variant (faces it found on the same frames, IoU >= 0.5), alerts (cooldown 0: one per track that matched).
+    Decode: CPU ms per decoded frame for each decoder thread count and per RGB conversion.
+    ``gil_probe_full_frame_hog``: CPU a pure-Python thread got while another scanned 1280x720 frames with HOG,
+    relative to the scanner's (near 0: the GIL is held during scans; see :func:`_gil_probe`).
+    ``projected_streams``: cameras the machine's usable cores carry at ``analysis_fps`` =
+    cores x 1000 / (25 x decode ms + analysis_fps x (rgb ms + analysis ms)), the decode with the
+    cheapest thread count; RTSP depacketising and the server side are not included (see bench streams).
+    """
+    from sightline.gallery import Gallery
+    from sightline.vision.engine import FaceEngine
+
+    unknown = [v for v in variants if v not in CPU_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; valid: {sorted(CPU_VARIANTS)}")
+    faces_dir = (image_dir or DEFAULT_IMAGE_DIR) / "gallery"
+    if clip is not None and not Path(clip).is_file():
+        raise ValueError(f"clip {clip} is not a file")
+    cpu_info = _cpu_info()
+    cores = cpu_info["usable_cpus"]
+    with tempfile.TemporaryDirectory(prefix="sightline-bench-cpu-") as tmp:
+        work = Path(tmp)
+        import av
+
+        if clip is None:
+            grid = make_grid_clip(work / "grid.mp4", [faces_dir / c for _, c, _ in PEOPLE])
+            path, fps, size, clip_s = grid.path, float(grid.fps), list(grid.size), grid.duration
+            desc: dict[str, Any] = {"name": "bench grid (make_grid_clip)", "faces_per_frame": 4}
+        else:
+            path = Path(clip)
+            with av.open(str(path)) as c:
+                st = c.streams.video[0]
+                fps = float(st.average_rate or 25)
+                size = [st.codec_context.width, st.codec_context.height]
+                n_frames = sum(1 for _ in c.decode(st))
+            clip_s = n_frames / fps
+            desc = {"name": path.name}
+        every = max(1, round(fps / analysis_fps))
+        decode = {
+            f"threads_{t}": _decode_cost(path, loops, t, "SLICE" if t == 1 else "AUTO", every) for t in decode_threads
+        }
+        frames = _analysed_frames(path, every)
+        gil = _gil_probe(frames)
+        engine = FaceEngine.from_config(EngineConfig(threads=1))
+        rows = []
+        with Gallery.open(work / "data", engine) as gallery:
+            for name, _, enroll_photo in PEOPLE:
+                gallery.enroll_person(name, [faces_dir / enroll_photo], watchlist="bench", create=True)
+            reference = None
+            for v in variants:
+                row, seen = _run_variant(v, CPU_VARIANTS[v], frames, loops, gallery, clip_s + 1 / fps)
+                if reference is None:
+                    reference = seen
+                row["recall"] = _recall(seen, reference)
+                rows.append(row)
+    dec = min(decode.values(), key=lambda d: d["decode_ms_per_frame"])
+    for row in rows:
+        per_cam = fps * dec["decode_ms_per_frame"] + analysis_fps * (dec["rgb_ms_per_frame"] + row["cpu_ms_per_frame"])
+        row["cpu_ms_per_camera_second"] = round(per_cam, 1)
+        row["projected_streams"] = round(cores * 1000 / per_cam, 1)
+    return {
+        "benchmark": "streams_cpu",
+        "clip": {**desc, "size": size, "fps": round(fps, 3), "cycle_s": round(clip_s, 3)},
+        "analysis_fps": analysis_fps,
+        "loops": loops,
+        "reference_variant": variants[0],
+        "decode": decode,
+        "gil_probe_full_frame_hog": gil,
+        "cpu": cpu_info,
         "rows": rows,
     }

@@ -15,6 +15,7 @@ per frame. The chip (150x150 aligned) is kept for the embedder.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +42,9 @@ class Shot:
     crop_jpeg: bytes = field(repr=False)
     chip: Chip = field(repr=False)
     detail: Quality | None = None
+    #: (224, 224, 3) uint8 crop of the original frame for engines whose descriptor needs one
+    #: (``FaceEngine.needs_crops``, model "fusion"); None otherwise.
+    model_crop: np.ndarray | None = field(default=None, repr=False)
 
 
 class BestShot:
@@ -69,12 +73,22 @@ class BestShot:
         """Quality of the best shot so far; -1.0 before the first offer."""
         return -1.0 if self.shot is None else self.shot.quality
 
-    def offer(self, image: Image, xyxy: Box, quality: Quality, chip: Chip, ts: float) -> bool:
+    def offer(
+        self,
+        image: Image,
+        xyxy: Box,
+        quality: Quality,
+        chip: Chip,
+        ts: float,
+        model_crop: Callable[[], np.ndarray] | None = None,
+    ) -> bool:
         """Consider one face of the track; returns True when it became the best shot (then its
-        crop was cut from ``image``, the full-resolution frame, and encoded)."""
+        crop was cut from ``image``, the full-resolution frame, and encoded, and ``model_crop()``,
+        when given, was called for the descriptor model's crop of it)."""
         if self.shot is not None and quality.score <= self.shot.quality:
             return False
         jpeg = encode_crop(image, xyxy, grow=self.grow, max_side=self.max_side, jpeg_quality=self.jpeg_quality)
         self.encodes += 1
-        self.shot = Shot(float(quality.score), float(ts), xyxy, jpeg, np.array(chip, np.uint8), quality)
+        crop = None if model_crop is None else np.asarray(model_crop(), np.uint8)
+        self.shot = Shot(float(quality.score), float(ts), xyxy, jpeg, np.array(chip, np.uint8), quality, crop)
         return True

@@ -18,6 +18,21 @@ memberships, both bumped by triggers in any process) are read — one cheap quer
 matrix is rebuilt when either moved. Memory: M * D * 4 bytes for the watchlisted templates only.
 A person renamed without a template or membership change keeps the old name until the next reload.
 Thread-safe: one matcher may serve every camera worker of a process.
+
+Templates (``templates``): ``"per-photo"`` (default) scores a person by their best template;
+``"fused"`` replaces a person's templates by one, the mean of their L2-normalised descriptors,
+renormalised. With 2 photos per person fused missed fewer listed people on LFW (FNIR at FPIR 1%:
+11.4% vs 17.1%, mean of 5 splits; docs/parts/openset.md). Not to be confused with the "fusion" model.
+Caveat: the model's calibration (and so the default and tuned thresholds) describes photo-vs-photo
+scores; fused templates score strangers higher (measured 1.3-1.8x the false alerts predicted), so use
+"fused" only with thresholds measured for it.
+
+Quality gate (``min_alert_quality``, ``WatchConfig.min_alert_quality``): when ``match`` is given the
+quality score of each face (``Quality.score``, 0-1), a face below the gate gets no Match whatever its
+similarity, so it can never raise an alert; ``gated`` counts those. On the test clips most stranger
+alerts came from small or blurred faces, so this trades a few late or missed alerts for fewer false
+ones (benchmarks/quality_gate.py, docs/parts/openset.md). A track keeps
+offering better shots, so a listed person who turns to the camera still matches then.
 """
 
 from __future__ import annotations
@@ -26,7 +41,7 @@ import logging
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -65,12 +80,26 @@ class WatchlistMatcher:
                 do not exist (yet) are ignored; they become active when created.
     """
 
-    def __init__(self, gallery: Gallery, watchlists: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        gallery: Gallery,
+        watchlists: Collection[str] | None = None,
+        *,
+        min_alert_quality: float = 0.0,
+        templates: Literal["per-photo", "fused"] = "per-photo",
+    ) -> None:
+        if not 0.0 <= float(min_alert_quality) <= 1.0:
+            raise ValueError(f"min_alert_quality must be a quality score in [0, 1], got {min_alert_quality}")
+        if templates not in ("per-photo", "fused"):
+            raise ValueError(f"templates must be 'per-photo' or 'fused', got {templates!r}")
+        self.templates = templates
         self.gallery = gallery
         self.only = None if watchlists is None else frozenset(n.strip().casefold() for n in watchlists)
+        self.min_alert_quality = float(min_alert_quality)
         self._lock = threading.Lock()
         self._snap: _Snapshot | None = None
         self.reloads = 0
+        self.gated = 0
 
     @property
     def dim(self) -> int:
@@ -90,14 +119,28 @@ class WatchlistMatcher:
         with self._lock:
             self._snap = self._load()
 
-    def match(self, embeddings: npt.ArrayLike) -> list[Match | None]:
+    def match(self, embeddings: npt.ArrayLike, qualities: npt.ArrayLike | None = None) -> list[Match | None]:
         """One Match (or None) per row of ``embeddings``: (N, D) float32, L2-normalised, of the
-        gallery engine's model. One matrix multiply for the whole batch."""
+        gallery engine's model. One matrix multiply for the whole batch.
+
+        qualities: (N,) quality score of each face (0-1); rows below ``min_alert_quality`` get None
+        (counted in ``gated``). None: no gate (every row is matched).
+        """
         q = np.asarray(embeddings, dtype=np.float32)
         if q.ndim == 1:
             q = q.reshape(1, -1)
         if q.ndim != 2 or (len(q) and q.shape[1] != self.dim):
             raise ValueError(f"embeddings must have shape (N, {self.dim}), got {q.shape}")
+        ok = np.ones(len(q), bool)
+        if qualities is not None:
+            qs = np.asarray(qualities, dtype=np.float64).reshape(-1)
+            if qs.shape != (len(q),):
+                raise ValueError(f"qualities must have shape ({len(q)},), one per embedding, got {qs.shape}")
+            ok = qs >= self.min_alert_quality  # NaN quality: gated
+            n_gated = int((~ok).sum())
+            if n_gated:
+                with self._lock:
+                    self.gated += n_gated
         if len(q) == 0:
             return []
         snap = self._current()
@@ -106,7 +149,7 @@ class WatchlistMatcher:
         sims = q @ snap.matrix.T  # (N, M): the one multiply
         best = np.maximum.reduceat(sims, snap.starts, axis=1)  # (N, P) each person's best template
         pair_sim = best[:, snap.pair_col]  # (N, K)
-        passed = pair_sim >= snap.pair_thr[None, :]
+        passed = (pair_sim >= snap.pair_thr[None, :]) & ok[:, None]
         cal = self.gallery.engine.calibration
         out: list[Match | None] = []
         for i in range(len(q)):
@@ -165,6 +208,10 @@ class WatchlistMatcher:
             matrix, row_pids = np.ascontiguousarray(mat[keep]), pids[keep]  # already sorted by person
         starts = np.flatnonzero(np.r_[True, row_pids[1:] != row_pids[:-1]]) if len(row_pids) else np.zeros(0, np.int64)
         persons = row_pids[starts] if len(row_pids) else np.zeros(0, np.int64)
+        if self.templates == "fused" and len(persons):
+            sums = np.add.reduceat(matrix.astype(np.float64), starts, axis=0)  # rows are unit vectors
+            matrix = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
+            starts = np.arange(len(persons), dtype=np.int64)
         col_of = {int(p): c for c, p in enumerate(persons)}
         pair_col, pair_thr, pair_wl = [], [], []
         for w in lists:

@@ -130,7 +130,11 @@ class Supervisor:
         self.bus = bus
         self.watch = watch or WatchConfig()
         self.stores = stores
-        self.matcher = matcher if matcher is not None else WatchlistMatcher(gallery, watchlists)
+        self.matcher = (
+            matcher
+            if matcher is not None
+            else WatchlistMatcher(gallery, watchlists, min_alert_quality=self.watch.min_alert_quality)
+        )
         self._stop = threading.Event()
         self._cams: dict[str, _Camera] = {}
         self._started = False

@@ -165,6 +165,11 @@ class IouTracker:
         now = self._now if self._now is not None else 0.0
         return [t.state(t.predict(now, self.max_age_s), None) for t in self._tracks]
 
+    def predicted(self, ts: float) -> list[TrackState]:
+        """Every live track with its box predicted at ``ts`` (epoch s, e.g. the next frame's time; at most
+        ``max_age_s`` past its last detection), for looking where a track's face will be."""
+        return [t.state(t.predict(ts, self.max_age_s), None) for t in self._tracks]
+
     def __len__(self) -> int:
         return len(self._tracks)
 

@@ -11,10 +11,18 @@ full-resolution frame. The effective smallest face is also bounded by the detect
 drops boxes under ``EngineConfig.min_face_px`` in the DETECTION image, i.e. ``min_face_px / scale``
 full-frame pixels (logged once per camera when that is the larger).
 
-Motion gating (``camera.motion_gate`` > 0, off by default): a frame in which no block changed by
-the gate since the last detected frame reuses that frame's faces instead of running the detector
-(at least every ``camera.motion_max_skip_s``); see ``_gated_detect``. Detection is most of the cost
-per frame, so static scenes get cheap (``sightline bench streams --motion-gate``); busy ones do not.
+Region-of-interest detection (``camera.detect_mode == "roi"``, the default; :mod:`sightline.video.roi`):
+only the blocks that changed since the previous analysed frame (at the full-pass scale) and a window
+around each live track (where the tracker predicts its face, scaled so the face is ~80 px for the
+detector) are scanned, with a whole-frame pass at least every ``camera.full_detect_s`` (2 s) and
+whenever the regions would cost half a full pass or more. On the streams benchmark clip it finds the
+same faces as scanning every frame (recall 1.0) at about a quarter of the detection CPU
+(``sightline bench streams-cpu``). ``detect_mode="full"`` scans every analysed frame whole.
+
+Motion gating (``camera.motion_gate`` > 0, off by default; only with ``detect_mode="full"``): a frame
+in which no block changed by the gate since the last detected frame reuses that frame's faces instead
+of running the detector (at least every ``camera.motion_max_skip_s``); see ``_gated_detect``. Static
+scenes get cheap (``sightline bench streams --motion-gate``); busy ones do not.
 
 Tracks (``IouTracker``) keep their best shot by quality. A track is embedded when it starts and
 again only when its best shot is ``watch.reembed_quality_gain`` better than the embedded one, all
@@ -42,11 +50,12 @@ subscriber that looks in the database finds the row. Cooldown state lives in the
 restarted worker may alert once more within the cooldown.
 
 Costs measured on a 1280x720 frame with one face (onnx engine, HOG upsample 1, 2 shared CPU cores):
-detection dominates, 63-96 ms per frame at detect_width 640 (20 ms at 320, where the smallest
-face found is twice as large as at 640; 235 ms at 1280); a descriptor ~15 ms per embedded shot
-(mirror averaging), paid once per track plus clearly better shots, and one per identity check
-(per gap and per ``identity_check_s`` of a track); the best shot (chip, quality, JPEG crop of
-~16 kB) ~1 ms per face; matching 0.16 ms for 4 descriptors against 3,001
+a full-frame detection dominates, 63-96 ms per frame at detect_width 640 (ROI frames: ~2-3 ms per
+tracked face; 17 ms per analysed frame on average on the four-face benchmark clip, all stages);
+20 ms at 320, where the smallest face found is twice as large as at 640; 235 ms at 1280); a
+descriptor ~15 ms per embedded shot (mirror averaging), paid once per track plus clearly better
+shots, and one per identity check (per gap and per ``identity_check_s`` of a track); the best shot
+(chip, quality, JPEG crop of ~16 kB) ~1 ms per face; matching 0.16 ms for 4 descriptors against 3,001
 watchlisted templates; storing an alert 0.06 ms.
 Alert latency (``Frame.ts`` to ``Alert.ts``) on the first frame of a track: 0.08-0.13 s.
 
@@ -70,6 +79,7 @@ import numpy as np
 from sightline.config import CameraConfig, WatchConfig
 from sightline.types import F32, Alert, Faces, Frame, Image, Match, Sighting
 from sightline.video.bestshot import BestShot, Shot
+from sightline.video.roi import RoiDetector
 from sightline.video.tracker import IouTracker, TrackState
 from sightline.vision import align, quality
 from sightline.vision.engine import FaceEngine
@@ -83,9 +93,10 @@ LATENCY_WINDOW = 256
 
 
 class Matcher(Protocol):
-    """``sightline.video.matcher.WatchlistMatcher``: (N, D) descriptors -> N x (Match | None)."""
+    """``sightline.video.matcher.WatchlistMatcher``: (N, D) descriptors and the (N,) quality scores of the
+    faces they describe -> N x (Match | None) (faces under the matcher's quality gate get None)."""
 
-    def match(self, embeddings: F32) -> list[Match | None]: ...
+    def match(self, embeddings: F32, qualities: Sequence[float] | None = None) -> list[Match | None]: ...
 
 
 class Publisher(Protocol):
@@ -118,7 +129,8 @@ class WorkerStats:
     frames: frames analysed; frames_skipped: decoded frames this worker never saw (gaps in the
     frames' ``seq``: the capture's choice of frames at ``analysis_fps`` and its queue's drops; the
     capture counts the drops separately). detections_gated: frames whose detection motion gating
-    skipped (their faces are the last detected frame's). faces: faces kept after the size filter.
+    skipped (their faces are the last detected frame's). detections_full / detections_roi: with
+    ``camera.detect_mode == "roi"``, frames scanned whole / by regions only. faces: faces kept after the size filter.
     embeds: chips embedded (embed_batches calls); matches: embeddings that matched a watchlist.
     alerts_suppressed: alerts held back by the cooldown. identity_checks: faces embedded to check a
     continued track's identity (not in ``embeds``); identity_splits: tracks split by a check.
@@ -132,6 +144,8 @@ class WorkerStats:
     frames: int = 0
     frames_skipped: int = 0
     detections_gated: int = 0
+    detections_full: int = 0
+    detections_roi: int = 0
     faces: int = 0
     tracks_started: int = 0
     tracks_active: int = 0
@@ -239,6 +253,16 @@ class CameraWorker:
         self._frame_latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._last_seq: int | None = None
         self._warned_min_face = False
+        self._roi = (
+            RoiDetector(
+                engine.detector,
+                motion=camera.roi_motion,
+                full_every_s=camera.full_detect_s,
+                busy_stride=camera.roi_busy_stride,
+            )
+            if camera.detect_mode == "roi"
+            else None
+        )
         self._gate_thumb: np.ndarray | None = None  # motion gating: thumbnail of the last detected frame
         self._gate_faces: Faces | None = None
         self._gate_ts = 0.0
@@ -259,7 +283,7 @@ class CameraWorker:
         c["frames"] += 1
 
         t0 = time.perf_counter()
-        faces = self._gated_detect(frame)
+        faces = self._roi_detect(frame) if self._roi is not None else self._gated_detect(frame)
         t1 = time.perf_counter()
         states = self.tracker.update(faces, frame.ts)
         ended = [s.track_id for s in self.tracker.ended]
@@ -283,7 +307,12 @@ class CameraWorker:
             todo = [ctx for ctx in due if ctx.embedded_shot is not ctx.best.shot]
             if todo:
                 chips_due = np.stack([ctx.best.shot.chip for ctx in todo])  # type: ignore[union-attr]
-                for ctx, emb in zip(todo, self.engine.embed_chips(chips_due), strict=True):
+                crops_due = (
+                    np.stack([ctx.best.shot.model_crop for ctx in todo])  # type: ignore[union-attr,misc]
+                    if self.engine.needs_crops
+                    else None
+                )
+                for ctx, emb in zip(todo, self.engine.embed_chips(chips_due, crops=crops_due), strict=True):
                     ctx.embedding = emb
                     ctx.embedded_shot = ctx.best.shot
                     ctx.checked_ts = frame.ts
@@ -291,7 +320,9 @@ class CameraWorker:
                 c["embed_batches"] += 1
             t4 = time.perf_counter()
             embs = np.stack([ctx.embedding for ctx in due])  # type: ignore[misc]
-            matches = self.matcher.match(embs)
+            # the quality of the shot each descriptor was computed from, for the matcher's quality gate
+            shots = [ctx.embedded_shot for ctx in due]
+            matches = self.matcher.match(embs, [s.quality if s is not None else 0.0 for s in shots])
             t5 = time.perf_counter()
             c["embed_s"] += t4 - t3
             c["match_s"] += t5 - t4
@@ -410,6 +441,21 @@ class CameraWorker:
         self._gate_thumb, self._gate_faces, self._gate_ts = thumb, faces, frame.ts
         return faces
 
+    def _roi_detect(self, frame: Frame) -> Faces:
+        """Region-of-interest detection (``camera.detect_mode == "roi"``, :mod:`sightline.video.roi`):
+        changed blocks and windows around live tracks, or the whole frame when a full pass is due, at
+        the same scale as :meth:`_detect`; the same size floor and full-resolution landmarks."""
+        assert self._roi is not None
+        image = frame.image
+        scale = self.engine.detection_scale(image.shape, self.camera.detect_width)
+        now = {st.track_id: st.xyxy for st in self.tracker.tracks}
+        tracks = [(now[st.track_id], st.xyxy) for st in self.tracker.predicted(frame.ts) if st.track_id in now]
+        found, full = self._roi.detect(image, frame.ts, tracks, scale)
+        self._counts["detections_full" if full else "detections_roi"] += 1
+        min_px = max(self.camera.min_face_px, self.engine.config.min_face_px / scale)
+        found = found.take(np.minimum(found.widths, found.heights) >= min_px)
+        return self.engine.landmarker.landmarks(image, found)
+
     def _detect(self, image: Image) -> Faces:
         """Faces in full-frame pixels with full-resolution landmarks, shorter side >= min_face_px.
 
@@ -455,7 +501,9 @@ class CameraWorker:
         if not checks or chips is None:
             return states, {}, 0.0
         t0 = time.perf_counter()
-        embs = self.engine.embed_chips(np.stack([chips[states[k].det_index] for k, _ in checks]))
+        idx = [states[k].det_index for k, _ in checks]
+        crops = self.engine.model_crops(frame.image, np.asarray([states[k].xyxy for k, _ in checks], np.float32))
+        embs = self.engine.embed_chips(np.stack([chips[i] for i in idx]), crops=crops)  # type: ignore[index]
         check_s = time.perf_counter() - t0
         self._counts["identity_checks"] += len(checks)
         out = list(states)
@@ -504,7 +552,11 @@ class CameraWorker:
             ctx.xyxy = st.xyxy
             x1, y1, x2, y2 = st.xyxy
             q = quality.assess(min(x2 - x1, y2 - y1), faces.kps[i], chips[i])
-            ctx.best.offer(frame.image, st.xyxy, q, chips[i], frame.ts)
+            crop_fn = None
+            if self.engine.needs_crops:
+                box = np.asarray([st.xyxy], np.float32)
+                crop_fn = lambda box=box: self.engine.model_crops(frame.image, box)[0]  # noqa: E731
+            ctx.best.offer(frame.image, st.xyxy, q, chips[i], frame.ts, crop_fn)
             if ctx.embedding is None and i in known:  # split off: the identity check embedded this chip
                 ctx.embedding, ctx.embedded_shot = known[i], ctx.best.shot
                 due.append(ctx)
@@ -558,8 +610,8 @@ class CameraWorker:
             m.threshold,
             ctx.track_id,
         )
-        self._emit(alert)
-        return alert
+        published = self._emit(alert)  # carries the stored row id
+        return published if isinstance(published, Alert) else alert
 
     def _end(self, track_id: int) -> Sighting | None:
         ctx = self._tracks.pop(track_id, None)
@@ -581,24 +633,31 @@ class CameraWorker:
         ctx.best.shot = None
         ctx.embedding = None
         self._counts["sightings"] += 1
-        self._emit(sighting)
-        return sighting
+        published = self._emit(sighting)  # carries the stored row id
+        return published if isinstance(published, Sighting) else sighting
 
-    def _emit(self, record: Alert | Sighting) -> None:
+    def _emit(self, record: Alert | Sighting) -> Alert | Sighting:
+        """Store ``record`` (when there are stores), then publish it with its row id (``id``; None when
+        not stored or storing failed) so subscribers such as the console can link to the stored row.
+        Returns the published record."""
+        from dataclasses import replace  # local: this method is the only part of the file the events code owns
+
         t0 = time.perf_counter()
         if self.stores is not None:
             try:
                 if isinstance(record, Alert):
-                    self.stores.add_alert(record)
+                    row_id = self.stores.add_alert(record)
                 else:
                     model = self.engine.model if record.embedding is not None else None
-                    self.stores.add_sighting(record, model=model)
+                    row_id = self.stores.add_sighting(record, model=model)
+                record = replace(record, id=row_id)
             except Exception:
                 self._counts["store_errors"] += 1
                 logger.exception("camera %s: storing a %s failed", self.camera.id, type(record).__name__)
         if self.bus is not None:
             self.bus.publish(record)
         self._counts["emit_s"] += time.perf_counter() - t0
+        return record
 
     def _log_stats(self) -> None:
         s = self.stats()
