@@ -184,7 +184,8 @@ class Alert:
 
     ts: when the alert was raised (epoch s); frame_ts: capture time of the frame it was raised on
     (latency = ts - frame_ts); xyxy: the face box in that frame's pixels; crop_jpeg: the best
-    shot so far, JPEG bytes.
+    shot so far, JPEG bytes. id: the alert's row id once stored (``AlertStore.add``), None before
+    (the camera worker publishes the stored record with its id, so consoles can link to it).
     """
 
     camera_id: str
@@ -195,6 +196,7 @@ class Alert:
     xyxy: tuple[float, float, float, float]
     crop_jpeg: bytes = field(repr=False)
     quality: float = 0.0
+    id: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,7 +204,8 @@ class Sighting:
     """A track that ended: a face seen on a camera from ``start_ts`` to ``end_ts`` (epoch s).
 
     match is None for a face that matched no watchlist; then crop_jpeg and embedding are None
-    unless the camera's sighting retention keeps non-matching faces.
+    unless the camera's sighting retention keeps non-matching faces. id: the sighting's row id once
+    stored (``SightingStore.add``), None before.
     """
 
     camera_id: str
@@ -214,3 +217,4 @@ class Sighting:
     match: Match | None = None
     crop_jpeg: bytes | None = field(default=None, repr=False)
     embedding: F32 | None = field(default=None, repr=False)
+    id: int | None = None

@@ -6,7 +6,9 @@ and their tables in the gallery file.
     stores = EventStores(gallery.store)
 
 ``EventBus`` fans typed records out to bounded per-subscriber queues (drop oldest and count, never
-block); ``AlertStore`` / ``SightingStore`` persist them in the gallery's SQLite file.
+block); ``AlertStore`` / ``SightingStore`` persist them in the gallery's SQLite file (crops and
+descriptors sealed; stored records carry their row ``id``). Notifications (webhooks, Apprise, MQTT per
+watchlist, through a transactional outbox) are in ``sightline.events.notify``, imported on demand.
 """
 
 from sightline.events.bus import EventBus, Subscription

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -76,7 +76,7 @@ _SIGHTING_COLS = (
 )
 
 
-def _stored_alert(r: Sequence) -> StoredAlert:
+def _stored_alert(r: Sequence, unseal: Callable[[bytes], bytes]) -> StoredAlert:
     match = Match(person_id=r[3], name=r[4], watchlist=r[5], similarity=r[6], threshold=r[7], est_fmr=r[8])
     alert = Alert(
         camera_id=r[1],
@@ -85,13 +85,14 @@ def _stored_alert(r: Sequence) -> StoredAlert:
         ts=r[9],
         frame_ts=r[10],
         xyxy=(r[11], r[12], r[13], r[14]),
-        crop_jpeg=bytes(r[16]),
+        crop_jpeg=unseal(bytes(r[16])),
         quality=r[15],
+        id=r[0],
     )
     return StoredAlert(id=r[0], alert=alert, status=r[17], decided_by=r[18], decided_at=r[19], comment=r[20])
 
 
-def _stored_sighting(r: Sequence) -> StoredSighting:
+def _stored_sighting(r: Sequence, unseal: Callable[[bytes], bytes]) -> StoredSighting:
     match = None
     if r[7] is not None:
         match = Match(
@@ -102,7 +103,7 @@ def _stored_sighting(r: Sequence) -> StoredSighting:
             threshold=r[11],
             est_fmr=r[12],
         )
-    emb = None if r[14] is None else blob_to_vector(r[14])
+    emb = None if r[14] is None else blob_to_vector(unseal(bytes(r[14])))
     sighting = Sighting(
         camera_id=r[1],
         track_id=r[2],
@@ -111,8 +112,9 @@ def _stored_sighting(r: Sequence) -> StoredSighting:
         frames=r[5],
         quality=r[6],
         match=match,
-        crop_jpeg=None if r[13] is None else bytes(r[13]),
+        crop_jpeg=None if r[13] is None else unseal(bytes(r[13])),
         embedding=emb,
+        id=r[0],
     )
     return StoredSighting(id=r[0], sighting=sighting, model=r[15])
 
@@ -137,9 +139,16 @@ class AlertStore:
 
     def add(self, alert: Alert) -> int:
         """Store one alert with status 'new'; returns its id. Raises ``sqlite3.IntegrityError`` when
-        the person does not exist (e.g. deleted since the match)."""
+        the person does not exist (e.g. deleted since the match).
+
+        In the same transaction, one ``outbox`` row (status 'pending', due now) is written per enabled
+        notification channel of the alert's watchlist (``sightline.events.notify``), so a crash between
+        storing the alert and notifying loses no notification: the ``Notifier`` of this or a later
+        process delivers it. The crop is sealed (``GalleryStore.seal``: encrypted when a key is set).
+        """
         m = alert.match
         x1, y1, x2, y2 = (float(v) for v in alert.xyxy)
+        now = time.time()
         with self.store.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO alerts(camera_id, track_id, person_id, watchlist, similarity, threshold, est_fmr, "
@@ -160,17 +169,26 @@ class AlertStore:
                     x2,
                     y2,
                     float(alert.quality),
-                    sqlite3.Binary(alert.crop_jpeg),
+                    sqlite3.Binary(self.store.seal(bytes(alert.crop_jpeg))),
                 ),
             )
-        return int(cur.lastrowid or 0)
+            alert_id = int(cur.lastrowid or 0)
+            queued = conn.execute(
+                "INSERT INTO outbox(alert_id, channel_id, status, attempts, next_attempt_at, created_at) "
+                "SELECT ?, c.id, 'pending', 0, ?, ? FROM channels c JOIN watchlists w ON w.id = c.watchlist_id "
+                "WHERE w.name = ? AND c.enabled = 1",
+                (alert_id, now, now, m.watchlist),
+            ).rowcount
+        if queued > 0:
+            logger.debug("alert %s: %s notification(s) queued", alert_id, queued)
+        return alert_id
 
     def get(self, alert_id: int) -> StoredAlert | None:
         with self.store.transaction(write=False) as conn:
             row = conn.execute(
                 f"SELECT {_ALERT_COLS} FROM alerts a JOIN persons p ON p.id = a.person_id WHERE a.id = ?", (alert_id,)
             ).fetchone()
-        return None if row is None else _stored_alert(row)
+        return None if row is None else _stored_alert(row, self.store.unseal)
 
     def list(
         self,
@@ -202,7 +220,7 @@ class AlertStore:
                 "ORDER BY a.ts DESC, a.id DESC LIMIT ?",
                 [*params, limit],
             ).fetchall()
-        return [_stored_alert(r) for r in rows]
+        return [_stored_alert(r, self.store.unseal) for r in rows]
 
     def count(self, *, status: AlertStatus | None = None, camera_id: str | None = None) -> int:
         where, params = _where([("status = ?", status), ("camera_id = ?", camera_id)])
@@ -250,12 +268,13 @@ class SightingStore:
 
     def add(self, sighting: Sighting, *, model: str | None = None) -> int:
         """Store one sighting; returns its id. ``model`` names the descriptor model of
-        ``sighting.embedding`` and is required with one (descriptors of different models never mix)."""
+        ``sighting.embedding`` and is required with one (descriptors of different models never mix).
+        The crop and the descriptor are sealed (``GalleryStore.seal``: encrypted when a key is set)."""
         emb = None
         if sighting.embedding is not None:
             if not model:
                 raise ValueError("a sighting with an embedding needs the descriptor model name (model=...)")
-            emb = np.asarray(sighting.embedding, dtype="<f4").reshape(-1).tobytes()
+            emb = self.store.seal(np.asarray(sighting.embedding, dtype="<f4").reshape(-1).tobytes())
         m = sighting.match
         with self.store.transaction() as conn:
             cur = conn.execute(
@@ -274,7 +293,7 @@ class SightingStore:
                     None if m is None else float(m.similarity),
                     None if m is None else float(m.threshold),
                     None if m is None else float(m.est_fmr),
-                    None if sighting.crop_jpeg is None else sqlite3.Binary(sighting.crop_jpeg),
+                    None if sighting.crop_jpeg is None else sqlite3.Binary(self.store.seal(bytes(sighting.crop_jpeg))),
                     emb,
                     model if emb is not None else None,
                 ),
@@ -287,7 +306,7 @@ class SightingStore:
                 f"SELECT {_SIGHTING_COLS} FROM sightings s LEFT JOIN persons p ON p.id = s.person_id WHERE s.id = ?",
                 (sighting_id,),
             ).fetchone()
-        return None if row is None else _stored_sighting(row)
+        return None if row is None else _stored_sighting(row, self.store.unseal)
 
     def list(
         self,
@@ -318,7 +337,7 @@ class SightingStore:
                 "ORDER BY s.end_ts DESC, s.id DESC LIMIT ?",
                 [*params, limit],
             ).fetchall()
-        return [_stored_sighting(r) for r in rows]
+        return [_stored_sighting(r, self.store.unseal) for r in rows]
 
     def count(self, *, camera_id: str | None = None, matched: bool | None = None) -> int:
         where, params = _where([("camera_id = ?", camera_id)])
@@ -349,7 +368,9 @@ class EventStores:
         self.sightings = SightingStore(store)
 
     def add_alert(self, alert: Alert) -> int:
+        """Store ``alert`` (and queue its notifications); returns its row id."""
         return self.alerts.add(alert)
 
     def add_sighting(self, sighting: Sighting, *, model: str | None = None) -> int:
+        """Store ``sighting``; returns its row id."""
         return self.sightings.add(sighting, model=model)
