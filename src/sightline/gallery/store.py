@@ -180,6 +180,18 @@ SCHEMA_V3: tuple[str, ...] = (
 #: (AES-GCM, ``sightline.governance.crypto``); anything else is plaintext. Schema 4 lets a template
 #: descriptor be either a plain little-endian float32 vector (length 4 * dim) or a sealed one.
 SEALED_MAGIC = b"SLE1"
+#: Every (table, column) whose blobs are written through ``GalleryStore.seal`` and read through ``unseal``:
+#: biometric data (descriptors, face crops, sighting embeddings) and notification secrets. Key rotation
+#: re-seals all of them; a column added later that is sealed must be listed here, or rotation would leave
+#: it under a key that is then dropped.
+SEALED_BLOB_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("templates", "descriptor"),
+    ("templates", "crop_jpeg"),
+    ("alerts", "crop_jpeg"),
+    ("sightings", "crop_jpeg"),
+    ("sightings", "embedding"),
+    ("channels", "secret"),
+)
 
 #: Schema version 4: the operator console and accountability.
 #: - ``templates`` rebuilt (SQLite cannot alter a CHECK) so a descriptor may be sealed, with ``crop_jpeg``
@@ -447,9 +459,36 @@ class GalleryStore:
             raise
 
     @classmethod
-    def open(cls, data_dir: Path, **kwargs: float) -> GalleryStore:
-        """The gallery in ``data_dir`` (``gallery.sqlite3``), created with its parents if missing."""
-        return cls(Path(data_dir) / GALLERY_FILE, **kwargs)
+    def open(cls, data_dir: Path, *, encrypt: bool = True, busy_timeout_s: float = 10.0) -> GalleryStore:
+        """The gallery in ``data_dir`` (``gallery.sqlite3``), created with its parents if missing.
+
+        ``encrypt`` (the default): biometric blobs are sealed with AES-GCM (``sightline.governance.crypto``)
+        under the key in ``$SIGHTLINE_KEY`` or ``<data_dir>/sightline.key``, created (mode 0600) at first
+        run. A gallery that already holds sealed blobs but whose key is missing is refused rather than
+        given a new key (which would silently leave the old faces unreadable), and so is a key that does not
+        open its newest sealed descriptor (a wrong ``SIGHTLINE_KEY``). ``encrypt=False`` opens it
+        without a cipher: plain blobs read and write, sealed ones raise on read.
+        """
+        data_dir = Path(data_dir)
+        store = cls(data_dir / GALLERY_FILE, busy_timeout_s=busy_timeout_s)
+        if not encrypt:
+            return store
+        try:
+            # Imported here: governance builds on the gallery, the gallery only plugs its cipher in.
+            from sightline.governance import crypto
+
+            if not crypto.has_key(data_dir) and store.sealed_blob_count(limit=1):
+                raise GalleryError(
+                    f"gallery {store.path} holds encrypted faces but its key is missing: restore "
+                    f"{crypto.key_file(data_dir)} (or set {crypto.KEY_ENV}); a new key would not open them"
+                )
+            cipher = crypto.cipher_for(data_dir)
+            crypto.check_opens(store, cipher)
+            store.set_cipher(cipher)
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def __enter__(self) -> GalleryStore:
         return self
@@ -489,6 +528,24 @@ class GalleryStore:
                 "(set SIGHTLINE_KEY or the key file; see sightline key --help)"
             )
         return self._cipher.unseal(blob)
+
+    @property
+    def cipher(self) -> BlobCipher | None:
+        """The cipher sealing new blobs (None: they are stored in plain)."""
+        return self._cipher
+
+    def sealed_blob_count(self, *, limit: int | None = None) -> int:
+        """Sealed blobs in the biometric columns (``SEALED_BLOB_COLUMNS``), counting up to ``limit``
+        (``limit=1``: "is there any?", which stops at the first)."""
+        n = 0
+        conn = self._conn()
+        for table, col in SEALED_BLOB_COLUMNS:
+            sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE substr({col}, 1, 4) = X'534C4531'"
+            sql += " LIMIT ?)" if limit is not None else ")"
+            n += int(conn.execute(sql, () if limit is None else (limit - n,)).fetchone()[0])
+            if limit is not None and n >= limit:
+                return n
+        return n
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
