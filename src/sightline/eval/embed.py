@@ -4,7 +4,9 @@ Each photo is labelled with one person, so where several faces are found the sub
 taken (``pick_subject``), and where the main detector finds none the fallback (MMOD) is tried
 before giving up. The npz written has exactly: ``names`` (identity per image), ``paths``
 (relative to ROOT), ``embeddings`` (N x D float32, a row of NaN where no face was found),
-``seconds`` (float, wall time of the embedding work).
+``seconds`` (float, wall time of the embedding work). With ``model="fusion"`` it also holds each
+part, L2-normalised (``part_dlib_resnet_v1`` (N, 128), ``part_faceres_hse_v1`` (N, 1024)), from which
+``sightline models fit-fusion`` measures the fusion parameters and single-model scores can be read.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +38,7 @@ class EmbeddedSet:
     embeddings: F32
     seconds: float
     errors: tuple[tuple[str, str], ...] = ()
+    parts: dict[str, F32] = field(default_factory=dict)
 
     @property
     def missing(self) -> int:
@@ -43,12 +46,21 @@ class EmbeddedSet:
 
     def save(self, out: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, names=self.names, paths=self.paths, embeddings=self.embeddings, seconds=np.float64(self.seconds))
+        extra = {f"part_{k}": v for k, v in self.parts.items()}
+        np.savez(
+            out,
+            names=self.names,
+            paths=self.paths,
+            embeddings=self.embeddings,
+            seconds=np.float64(self.seconds),
+            **extra,
+        )
 
     @classmethod
     def load(cls, path: Path) -> EmbeddedSet:
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["names"], z["paths"], z["embeddings"].astype(np.float32), float(z["seconds"]))
+            parts = {k[5:]: z[k].astype(np.float32) for k in z.files if k.startswith("part_")}
+            return cls(z["names"], z["paths"], z["embeddings"].astype(np.float32), float(z["seconds"]), parts=parts)
 
 
 def dataset_files(root: Path) -> list[Path]:
@@ -72,6 +84,12 @@ def embed_files(
     False scans every photo at the configured upsampling (finds small background faces too).
     """
     emb = np.full((len(files), engine.dim), np.nan, np.float32)
+    fusion = engine.fusion
+    parts = (
+        {name: np.full((len(files), d), np.nan, np.float32) for name, d in zip(fusion.parts, fusion.dims, strict=True)}
+        if fusion is not None
+        else {}
+    )
     errors: list[tuple[str, str]] = []
     t0 = time.perf_counter()
     for i, path in enumerate(files):
@@ -84,10 +102,20 @@ def embed_files(
             faces = engine.analyze(img.rgb, embed=False, fallback=True, subject=subject_mode)
             face = pick_subject(faces, img.rgb.shape, subject)
             if face is not None and face.chip is not None:
-                emb[i] = engine.embed_chips(face.chip[None])[0]
+                box = np.asarray([face.xyxy], np.float32)
+                if fusion is None:
+                    emb[i] = engine.embed_chips(face.chip[None])[0]
+                else:
+                    from sightline.vision.embed.fusion import fuse
+
+                    crops = engine.model_crops(img.rgb, box)
+                    assert crops is not None
+                    a, b = engine.embed_parts(face.chip[None], crops)
+                    emb[i] = fuse(a, b, fusion)[0]
+                    parts[fusion.parts[0]][i], parts[fusion.parts[1]][i] = a[0], b[0]
         if progress is not None:
             progress(i + 1)
     seconds = time.perf_counter() - t0
     rel = [str(p.relative_to(root)) for p in files]
     names = [p.parent.name for p in files]
-    return EmbeddedSet(np.array(names), np.array(rel), emb, seconds, tuple(errors))
+    return EmbeddedSet(np.array(names), np.array(rel), emb, seconds, tuple(errors), parts)

@@ -27,9 +27,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from sightline.eval.pairs import LfwPairs
 
 logger = logging.getLogger(__name__)
 
@@ -280,3 +284,15 @@ def evaluate_lfw(
         result.n_pairs_missing_face,
     )
     return result
+
+
+def pair_scores(embeddings: npt.ArrayLike, paths: npt.ArrayLike, pairs: LfwPairs) -> npt.NDArray[np.float64]:
+    """(P,) cosine similarity of each pair from (N, D) L2-normalised ``embeddings`` of the images
+    ``paths`` (relative, ``Name/Name_NNNN.jpg``); NaN where either image has no face (a NaN row).
+    Raises KeyError naming the first pair image missing from ``paths``."""
+    emb = np.asarray(embeddings, np.float64)
+    index = {str(p): i for i, p in enumerate(np.asarray(paths))}
+    pp = pairs.path_pairs()
+    a = np.array([index[x] for x, _ in pp], np.int64)
+    b = np.array([index[y] for _, y in pp], np.int64)
+    return np.einsum("ij,ij->i", emb[a], emb[b])

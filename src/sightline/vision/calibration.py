@@ -43,6 +43,13 @@ def _count_words(n: float) -> str:
     return f"{max(1, round(n)):,}"
 
 
+def _check_list_size(list_size: int) -> int:
+    n = int(list_size)
+    if n < 1:
+        raise ValueError(f"list_size must be >= 1 person, got {list_size}")
+    return n
+
+
 @dataclass(frozen=True, eq=False)
 class Calibration:
     """Impostor-score calibration of one model.
@@ -143,6 +150,51 @@ class Calibration:
         if similarity < self.curve_sim[0]:  # below the median impostor score
             return "more than half of strangers score this high"
         return f"about 1 in {_count_words(1.0 / self.est_fmr(similarity))} strangers score this high"
+
+    # ---- list-size aware: a stranger searched against N people ---------------------------------
+    def est_fpir(self, similarity: float, list_size: int) -> float:
+        """Estimated chance that a stranger (someone not on the list) scores at least ``similarity``
+        against SOME template of a list: the false-positive identification rate
+        FPIR(s, N) = 1 - (1 - FMR(s))^N, N = ``list_size``, the comparisons per search (the list's
+        templates: photos, as the matcher scores a person by their best photo).
+
+        The formula treats the N comparisons as independent. Against the measured open-set FPIR on
+        LFW (588 listed people, docs/parts/openset.md) it over-states FPIR 1.3x at FPIR 1% and 2.4x at
+        0.1% (some strangers resemble many listed people, others none, which concentrates the false
+        alerts on fewer strangers), so a threshold chosen with it errs towards fewer false alerts.
+        """
+        n = _check_list_size(list_size)
+        fmr = self.est_fmr(similarity)
+        return float(-math.expm1(n * math.log1p(-min(fmr, 1.0 - 1e-16))))
+
+    def threshold_for_fpir(self, fpir: float, list_size: int) -> float:
+        """The similarity at which about ``fpir`` of strangers would match someone on a list of
+        ``list_size`` templates (inverse of ``est_fpir``): the per-comparison FMR 1 - (1 - fpir)^(1/N).
+        Raises ValueError when that FMR is below the calibration's resolution (list too large or
+        ``fpir`` too small for what was measured)."""
+        n = _check_list_size(list_size)
+        f = float(fpir)
+        if not 0.0 < f < 1.0:
+            raise ValueError(f"fpir must be in (0, 1), got {fpir}")
+        fmr = -math.expm1(math.log1p(-f) / n)
+        if fmr < self.min_fmr:
+            raise ValueError(
+                f"a false-alert rate of {f:g} on a list of {n:,} people needs a false-match rate of {fmr:.2g} per "
+                f"comparison, below what the calibration of {self.model} can resolve "
+                f"({self.min_fmr:.2g}, {self.n_impostor_pairs:,} impostor pairs)"
+            )
+        return self.threshold_for_fmr(fmr)
+
+    def describe_for_list(self, similarity: float, list_size: int) -> str:
+        """One line: how likely a stranger is to score this high against ``list_size`` enrolled photos."""
+        n = _check_list_size(list_size)
+        p = self.est_fpir(similarity, n)
+        who = f"{n:,} enrolled photos" if n != 1 else "one enrolled photo"
+        if self.is_bound(similarity):
+            return f"fewer than 1 in {_count_words(1.0 / p)} strangers score this high against {who}"
+        if p >= 0.5:
+            return f"most strangers ({100 * p:.0f}%) score this high against {who}"
+        return f"about 1 in {_count_words(1.0 / p)} strangers score this high against {who}"
 
     # ---- persistence ----------------------------------------------------------------------------
     @classmethod

@@ -4,6 +4,13 @@
     faces = engine.analyze(image)            # list[FaceRecord], largest face first
     sims = faces[0].embedding @ other.T      # cosine similarity, higher is closer
 
+Descriptor models (``EngineConfig.model``): "dlib" embeds the 150x150 aligned chip only;
+"fusion" also embeds a 224x224 box crop of the original image with faceres and concatenates the
+two, weighted so that the plain cosine of two templates is the fused score
+(``sightline.vision.embed.fusion``). Callers that embed faces later than they see the image (the
+live worker's best shots) keep ``engine.model_crops(image, xyxy)`` beside the chip when
+``engine.needs_crops`` and pass them to ``embed_chips(chips, crops=...)``.
+
 Models load in the constructor (once); the engine holds no per-image state. It is not
 thread-safe: give each worker thread its own engine.
 """
@@ -26,6 +33,8 @@ from sightline.vision.landmarks import Landmarker
 
 if TYPE_CHECKING:
     from sightline.vision.calibration import Calibration
+    from sightline.vision.embed.faceres import FaceresEmbedder
+    from sightline.vision.embed.fusion import FusionParams
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +67,19 @@ class FaceEngine:
         config: EngineConfig,
         fallback_detector: FaceDetector | None = None,
         coarse_detector: FaceDetector | None = None,
+        crop_embedder: FaceresEmbedder | None = None,
+        fusion: FusionParams | None = None,
     ) -> None:
+        if (crop_embedder is None) != (fusion is None):
+            raise ValueError("crop_embedder and fusion must be given together (model='fusion') or not at all")
         self.detector = detector
         self.landmarker = landmarker
         self.embedder = embedder
         self.config = config
         self.fallback_detector = fallback_detector
         self.coarse_detector = coarse_detector
+        self.crop_embedder = crop_embedder
+        self.fusion = fusion
 
     @classmethod
     def from_config(cls, config: EngineConfig | None = None) -> FaceEngine:
@@ -84,18 +99,33 @@ class FaceEngine:
         fallback = None
         if cfg.fallback_detector == "mmod" and cfg.detector != "mmod":
             fallback = _LazyDetector(f"mmod-{backend}", upsample=cfg.upsample, threads=cfg.threads)
-        logger.info("face engine: detector=%s embedder=%s provider=%s", det_name, backend, embedder.provider)
-        return cls(detector, Landmarker(), embedder, cfg, fallback, coarse)
+        crop_embedder = fusion = None
+        if cfg.model == "fusion":
+            from sightline.vision.embed import fusion as fusion_mod
+            from sightline.vision.embed.faceres import FaceresEmbedder
+
+            # raises ModelNotInstalledError naming `sightline models install` when faceres is absent
+            crop_embedder = FaceresEmbedder(threads=cfg.threads, batch_size=cfg.batch_size)
+            fusion = fusion_mod.load_builtin()
+        logger.info(
+            "face engine: model=%s detector=%s embedder=%s provider=%s", cfg.model, det_name, backend, embedder.provider
+        )
+        return cls(detector, Landmarker(), embedder, cfg, fallback, coarse, crop_embedder, fusion)
 
     # ---- facts about the model -------------------------------------------------------------
     @property
     def model(self) -> str:
         """Model family of the descriptors (templates of different models never mix)."""
-        return self.embedder.model
+        return self.fusion.model if self.fusion is not None else self.embedder.model
 
     @property
     def dim(self) -> int:
-        return self.embedder.dim
+        return sum(self.fusion.dims) if self.fusion is not None else self.embedder.dim
+
+    @property
+    def needs_crops(self) -> bool:
+        """True when descriptors need ``model_crops`` of the original image besides the chips."""
+        return self.crop_embedder is not None
 
     @property
     def backend(self) -> str:
@@ -168,25 +198,68 @@ class FaceEngine:
         keep = np.minimum(faces.widths, faces.heights) >= min_face_px
         return faces.take(keep)
 
-    def embed_chips(self, chips: Sequence[np.ndarray] | np.ndarray) -> F32:
+    def model_crops(self, image: Image, xyxy: np.ndarray) -> np.ndarray | None:
+        """(N, 224, 224, 3) uint8 crops of ``image`` around the (N, 4) boxes that the crop model
+        (faceres) embeds, or None when the engine's model needs none (model="dlib")."""
+        if self.crop_embedder is None:
+            return None
+        from sightline.vision.embed.faceres import crops
+
+        return crops(image, xyxy)
+
+    def embed_chips(self, chips: Sequence[np.ndarray] | np.ndarray, crops: np.ndarray | None = None) -> F32:
         """(N, 150, 150, 3) uint8 chips -> (N, D) float32 L2-normalised descriptors.
 
         With ``flip_average`` the chip and its mirror image are embedded in one batch and their
         raw descriptors averaged before normalising (2x the descriptor cost).
+        crops: (N, 224, 224, 3) from :meth:`model_crops`, required when ``needs_crops``
+        (model="fusion": the result is the fused 1152-D template), ignored otherwise.
         """
         arr = np.asarray(chips, dtype=np.uint8).reshape(-1, align.CHIP_SIZE, align.CHIP_SIZE, 3)
+        if self.fusion is None:
+            return self._embed_dlib(arr)
+        if crops is None:
+            raise ValueError(
+                f"model {self.model!r} embeds the face crop of the original image too: pass "
+                "crops=engine.model_crops(image, xyxy) (or use embed_faces(image, xyxy, chips))"
+            )
+        from sightline.vision.embed.fusion import fuse
+
+        a, b = self.embed_parts(arr, crops)
+        return fuse(a, b, self.fusion)
+
+    def embed_parts(self, chips: np.ndarray, crops: np.ndarray) -> tuple[F32, F32]:
+        """Fusion only: the two L2-normalised parts, (N, 128) dlib and (N, 1024) faceres."""
+        if self.crop_embedder is None:
+            raise ValueError(f"model {self.model!r} has no crop model")
+        cr = np.asarray(crops, dtype=np.uint8)
+        if cr.ndim != 4 or len(cr) != len(chips):
+            raise ValueError(f"crops must be (N, 224, 224, 3) with N = {len(chips)} chips, got {cr.shape}")
+        return self._embed_dlib(chips), self._embed_mirrored(self.crop_embedder.embed, cr, self.crop_embedder.dim)
+
+    def embed_faces(self, image: Image, xyxy: np.ndarray, chips: np.ndarray) -> F32:
+        """(N, D) descriptors of the faces at (N, 4) ``xyxy`` in ``image``, whose aligned chips
+        (``align.chips(image, faces)``) are ``chips``; works for every model."""
+        return self.embed_chips(chips, crops=self.model_crops(image, np.asarray(xyxy)))
+
+    def _embed_dlib(self, arr: np.ndarray) -> F32:
+        return self._embed_mirrored(lambda b: self.embedder.embed(list(b)), arr, self.embedder.dim)
+
+    def _embed_mirrored(self, fn, arr: np.ndarray, dim: int) -> F32:  # type: ignore[no-untyped-def]
+        """Batches of ``arr`` (N, S, S, 3) through ``fn`` -> (N, dim) L2-normalised, mirror-averaged
+        (raw outputs of the image and its mirror averaged before normalising) with ``flip_average``."""
         if len(arr) == 0:
-            return np.zeros((0, self.dim), np.float32)
+            return np.zeros((0, dim), np.float32)
         bs = self.config.batch_size
         parts = []
         for i in range(0, len(arr), bs):
             batch = arr[i : i + bs]
             if self.config.flip_average:
                 both = np.concatenate([batch, np.ascontiguousarray(batch[:, :, ::-1])])
-                raw = self.embedder.embed(list(both))
+                raw = fn(both)
                 raw = (raw[: len(batch)] + raw[len(batch) :]) / 2
             else:
-                raw = self.embedder.embed(list(batch))
+                raw = fn(batch)
             parts.append(raw)
         return l2_normalize(np.concatenate(parts).astype(np.float32))
 
@@ -201,7 +274,7 @@ class FaceEngine:
         if len(faces) == 0:
             return []
         chips = align.chips(image, faces)
-        embs = self.embed_chips(chips) if embed else None
+        embs = self.embed_faces(image, faces.xyxy, chips) if embed else None
         records = []
         assert faces.kps is not None
         for i in range(len(faces)):
