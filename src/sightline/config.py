@@ -39,6 +39,12 @@ class EngineConfig(_Model):
         description="Runtime for the neural networks: 'dlib' is the reference, 'onnx' the fast one; "
         "'auto' picks onnx where onnxruntime and its backend are available, else dlib",
     )
+    model: Literal["dlib", "fusion"] = Field(
+        "dlib",
+        description="Face descriptor: 'dlib' (128-D ResNet, always available) or 'fusion' (dlib + faceres, "
+        "1152-D, z-normalised score average; needs `sightline models install`, see docs/MODELS.md for the "
+        "weights' licence); templates of different models never mix",
+    )
     detector: Literal["hog", "mmod"] = Field(
         "hog", description="Face detector: 'hog' (fast, frontal faces) or 'mmod' (CNN, more poses, slower)"
     )
@@ -120,10 +126,37 @@ class CameraConfig(_Model):
         le=255,
         description="Motion gating: a frame whose largest block change from the last detected frame (mean "
         "absolute difference of 10x10-pixel blocks of a ~160 px wide green-channel thumbnail, 0-255 levels) is "
-        "below this reuses that frame's faces instead of running the detector; 0 = detect every frame",
+        "below this reuses that frame's faces instead of running the detector; 0 = detect every frame. "
+        "Only with detect_mode='full' (ROI detection has its own motion test, roi_motion)",
     )
     motion_max_skip_s: float = Field(
         1.0, gt=0, le=60, description="Motion gating: the detector still runs at least this often, s"
+    )
+    detect_mode: Literal["full", "roi"] = Field(
+        "roi",
+        description="'full': scan the whole frame every analysed frame; 'roi': scan only the blocks that changed "
+        "since the last analysed frame (roi_motion) and windows around live tracks, with a whole-frame pass at "
+        "least every full_detect_s (sightline.video.roi; motion_gate is then unused)",
+    )
+    roi_motion: float = Field(
+        6.0,
+        gt=0,
+        le=255,
+        description="ROI detection: a block (80x80 pixels of a 1280 frame) whose mean absolute change of the "
+        "green channel since the last analysed frame reaches this, 0-255 levels, is scanned",
+    )
+    full_detect_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="ROI detection: the whole frame is still scanned at least this often, s (the longest a "
+        "newcomer who does not move can go unseen)",
+    )
+    roi_busy_stride: bool = Field(
+        False,
+        description="ROI detection in a busy scene (changed blocks worth half a whole-frame scan or more): "
+        "scan the whole frame only every other analysed frame and just the live tracks' windows between "
+        "(about half the detection cost; a newcomer is found one analysed frame later)",
     )
     keep_unmatched_sightings: bool = Field(
         False,
@@ -153,3 +186,132 @@ class WatchConfig(_Model):
         60.0, ge=0, le=86400, description="Repeat alerts for the same person on the same camera are suppressed, s"
     )
     stats_interval_s: float = Field(10.0, gt=0, le=3600, description="Per-camera stats period, s")
+    min_alert_quality: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Quality gate: a face whose quality score (size x sharpness x pose, 0-1, "
+        "sightline.vision.quality) is below this never matches a watchlist, so never raises an alert; "
+        "0 = off. 0.1 halved stranger alerts on the test clips for one more late/missed degraded shot in 9 "
+        "(benchmarks/quality_gate.py, docs/parts/openset.md)",
+    )
+
+
+class NotifyConfig(_Model):
+    """The notification outbox worker (``sightline.events.notify.Notifier``): how often it looks for due
+    deliveries, how long each may take and how failed ones are retried (capped exponential backoff)."""
+
+    poll_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often the worker looks for due deliveries when not woken, s"
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, le=120, description="Network timeout of one delivery (connect, send, wait for the answer), s"
+    )
+    max_attempts: int = Field(
+        8, ge=1, le=100, description="Attempts before a delivery is marked failed (it can then be retried by hand)"
+    )
+    backoff_initial_s: float = Field(5.0, gt=0, le=3600, description="Delay after the first failed attempt, s")
+    backoff_max_s: float = Field(
+        900.0, gt=0, le=86400, description="Cap of the retry delay, which doubles after each failed attempt, s"
+    )
+    backoff_jitter: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Fraction of each retry delay drawn at random (0: exact delays; 0.5: between half and all of "
+        "it), so many deliveries failing together do not retry in lockstep",
+    )
+    lease_s: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="How long a claimed delivery is reserved for the worker that claimed it, s; must exceed "
+        "timeout_s. A worker that dies mid-delivery leaves it to be retried after this long",
+    )
+    concurrency: int = Field(4, ge=1, le=64, description="Deliveries in flight at once per worker")
+
+
+class RetentionConfig(_Model):
+    """How long events are kept (``sightline.governance.retention``). Faces that match no watchlist are not
+    stored at all unless their camera's ``keep_unmatched_sightings`` is on, and then for at most its
+    ``unmatched_retention_h``. The audit log is never purged (append-only; it holds no biometric data)."""
+
+    alerts_max_age_days: float = Field(
+        90.0, gt=0, le=3650, description="Alerts (with their crops and deliveries) older than this are deleted, days"
+    )
+    confirmed_sightings_max_age_days: float = Field(
+        30.0, gt=0, le=3650, description="Sightings that matched a watchlist person are deleted after this, days"
+    )
+    unmatched_default_h: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 365,
+        description="Maximum age of non-matching sightings from a camera not stored in the database (an ad-hoc "
+        "`sightline watch URL`), hours; stored cameras use their own unmatched_retention_h",
+    )
+    purge_interval_s: float = Field(
+        300.0, ge=1, le=86400, description="How often the retention job enforces the limits, s"
+    )
+    batch_rows: int = Field(
+        2000,
+        ge=1,
+        le=1_000_000,
+        description="Rows deleted per transaction, so a large purge never holds the write lock for long",
+    )
+
+
+class ServerConfig(_Model):
+    """``sightline serve``: where it listens, what it keeps, and the limits it enforces per request and user."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Interface to listen on ('0.0.0.0': every interface)")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on (0: any free port)")
+    data_dir: Path = Field(default_factory=default_data_dir, description="Where the gallery database lives")
+    session_idle_s: float = Field(
+        30 * 60.0, ge=10, le=7 * 86400, description="A console session unused this long expires, s"
+    )
+    session_max_s: float = Field(
+        12 * 3600.0, ge=60, le=30 * 86400, description="A console session expires this long after login, s"
+    )
+    secure_cookies: bool = Field(
+        False,
+        description="Always mark the session cookie Secure (set when TLS ends at a proxy); it is also Secure "
+        "whenever the request itself came over https",
+    )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1024,
+        le=2**31,
+        description="Largest accepted request body, bytes (checked before the body is read; 413 beyond)",
+    )
+    max_upload_files: int = Field(20, ge=1, le=1000, description="Most photos in one enrollment upload")
+    max_pixels: int = Field(
+        40_000_000, ge=10_000, le=1_000_000_000, description="Largest accepted photo, width x height pixels"
+    )
+    search_rate_per_min: float = Field(
+        30.0, gt=0, le=100_000, description="Photo searches allowed per user per minute (429 beyond)"
+    )
+    search_burst: int = Field(
+        10, ge=1, le=10_000, description="Searches a user may make at once before the rate applies"
+    )
+    login_max_failures: int = Field(
+        5, ge=1, le=1000, description="Failed logins per username or client within login_window_s before 429"
+    )
+    login_window_s: float = Field(300.0, gt=0, le=86400, description="Window over which failed logins count, s")
+    metrics_public: bool = Field(False, description="Serve /metrics without authentication (scrapers on a trusted net)")
+    start_cameras: bool = Field(True, description="Start the cameras stored in the database when the server starts")
+    ws_queue: int = Field(
+        256, ge=1, le=100_000, description="Events queued per live WebSocket client before the oldest are dropped"
+    )
+    engine: EngineConfig = Field(
+        default_factory=EngineConfig, description="Face engine for searches and enrollment (and, per camera, live)"
+    )
+    imaging: ImagingConfig = Field(default_factory=ImagingConfig, description="Photo decoding limits")
+    watch: WatchConfig = Field(default_factory=WatchConfig, description="Tracking and alert rules of the cameras")
+    notify: NotifyConfig = Field(
+        default_factory=NotifyConfig,
+        description="Notification outbox worker: polling, per-delivery timeout and retry backoff of the channels",
+    )
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig,
+        description="Maximum ages of alerts and sightings, enforced by a background job while the server runs",
+    )

@@ -29,7 +29,7 @@ def run(data_dir: Path, *args: str, code: int | None = 0) -> dict | list:
 @pytest.fixture(scope="module")
 def enrolled(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("gallery")
-    out = run(d, "enroll", "--watchlist", "demo", str(GALLERY))
+    out = run(d, "enroll", "--reason", "case 1", "--watchlist", "demo", str(GALLERY))
     assert out["persons_enrolled"] == 5 and out["templates_added"] == 9, out
     return d
 
@@ -39,7 +39,7 @@ def enrolled(tmp_path_factory) -> Path:
     [("obama1.jpg", "obama"), ("alex_lacamoire1.jpg", "alex_lacamoire"), ("johnsnow_test1.jpg", "kit_harington")],
 )
 def test_search_finds_the_enrolled_person(enrolled, probe, expected):
-    out = run(enrolled, "search", "--watchlist", "demo", str(PROBES / probe))
+    out = run(enrolled, "search", "--reason", "case 1", "--watchlist", "demo", str(PROBES / probe))
     assert len(out["faces"]) == 1
     best = out["faces"][0]["candidates"][0]
     assert best["name"] == expected and best["match"] is True
@@ -50,7 +50,17 @@ def test_search_finds_the_enrolled_person(enrolled, probe, expected):
 
 
 def test_search_every_face_of_a_group_photo(enrolled):
-    out = run(enrolled, "search", "--watchlist", "demo", "--top", "2", str(PROBES / "obama_and_biden.jpg"))
+    out = run(
+        enrolled,
+        "search",
+        "--reason",
+        "case 1",
+        "--watchlist",
+        "demo",
+        "--top",
+        "2",
+        str(PROBES / "obama_and_biden.jpg"),
+    )
     names = {f["candidates"][0]["name"] for f in out["faces"] if f["candidates"][0]["match"]}
     assert {"obama", "biden"} <= names
     assert all(len(f["candidates"]) <= 2 for f in out["faces"])
@@ -77,7 +87,7 @@ def test_watchlist_and_person_commands(enrolled):
 
 def test_enrolling_the_same_photo_twice_is_detected(enrolled):
     photo = GALLERY / "obama" / "obama.jpg"
-    out = run(enrolled, "enroll", "--watchlist", "demo", "--person", "obama", str(photo))
+    out = run(enrolled, "enroll", "--reason", "case 1", "--watchlist", "demo", "--person", "obama", str(photo))
     assert out["templates_added"] == 0
     assert [s["code"] for s in out["skipped"]] == ["duplicate"]
 
@@ -97,10 +107,31 @@ def test_detect_draws(tmp_path):
 
 
 def test_enroll_skips_photos_without_exactly_one_face(tmp_path):
-    out = run(tmp_path, "enroll", "--watchlist", "w", "--person", "kit", str(PROBES / "kit_with_rose.jpg"))
+    out = run(
+        tmp_path,
+        "enroll",
+        "--reason",
+        "case 1",
+        "--watchlist",
+        "w",
+        "--person",
+        "kit",
+        str(PROBES / "kit_with_rose.jpg"),
+    )
     assert out["templates_added"] == 0 and out["persons_enrolled"] == 0
     assert "2 faces" in out["skipped"][0]["reason"]
-    out = run(tmp_path, "enroll", "--watchlist", "w", "--person", "kit", "--largest", str(PROBES / "kit_with_rose.jpg"))
+    out = run(
+        tmp_path,
+        "enroll",
+        "--reason",
+        "case 1",
+        "--watchlist",
+        "w",
+        "--person",
+        "kit",
+        "--largest",
+        str(PROBES / "kit_with_rose.jpg"),
+    )
     assert out["templates_added"] == 1
 
 
@@ -114,7 +145,9 @@ def bad_dir(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("name", sorted(corpus()))
 def test_bad_photo_gives_a_clear_error_on_search(enrolled, bad_dir, name):
-    res = runner.invoke(app, ["--data-dir", str(enrolled), "search", str(bad_dir / name), "--json"])
+    res = runner.invoke(
+        app, ["--data-dir", str(enrolled), "search", "--reason", "case 1", str(bad_dir / name), "--json"]
+    )
     assert res.exit_code == 2, res.output
     err = json.loads(res.stdout)["error"]
     assert printable(name) in err and len(err) > len(name) + 5
@@ -126,7 +159,7 @@ def test_bad_photos_in_a_batch_are_skipped_and_the_rest_enrolled(tmp_path, bad_d
     for name, (data, _code) in corpus().items():
         (folder / name).write_bytes(data)
     (folder / "good.jpg").write_bytes((GALLERY / "biden/biden.jpg").read_bytes())
-    out = run(tmp_path, "enroll", "--watchlist", "w", str(tmp_path / "people"))
+    out = run(tmp_path, "enroll", "--reason", "case 1", "--watchlist", "w", str(tmp_path / "people"))
     assert out["persons_enrolled"] == 1 and out["templates_added"] == 1
     expected = {printable(name): code for name, (_d, code) in corpus().items()}
     got = {s["photo"]: s["code"] for s in out["skipped"]}
@@ -134,10 +167,20 @@ def test_bad_photos_in_a_batch_are_skipped_and_the_rest_enrolled(tmp_path, bad_d
 
 
 def test_missing_file_and_usage_errors(tmp_path):
-    res = runner.invoke(app, ["--data-dir", str(tmp_path), "search", str(tmp_path / "nope.jpg")])
+    res = runner.invoke(app, ["--data-dir", str(tmp_path), "search", "--reason", "case 1", str(tmp_path / "nope.jpg")])
     assert res.exit_code == 2 and "nope.jpg" in res.output
     res = runner.invoke(
-        app, ["--data-dir", str(tmp_path), "enroll", "--watchlist", "w", str(GALLERY / "obama/obama.jpg")]
+        app,
+        [
+            "--data-dir",
+            str(tmp_path),
+            "enroll",
+            "--reason",
+            "case 1",
+            "--watchlist",
+            "w",
+            str(GALLERY / "obama/obama.jpg"),
+        ],
     )
     assert res.exit_code == 2 and "--person" in res.output
 
@@ -148,13 +191,27 @@ def test_enroll_and_search_survive_a_process_restart(tmp_path):
     env = {**os.environ, "SIGHTLINE_DATA_DIR": str(tmp_path)}
     cmd = [sys.executable, "-m", "sightline.cli.main"]
     subprocess.run(
-        [*cmd, "enroll", "--watchlist", "w", "--person", "obama", str(GALLERY / "obama/obama.jpg")],
+        [
+            *cmd,
+            "enroll",
+            "--reason",
+            "case 1",
+            "--watchlist",
+            "w",
+            "--person",
+            "obama",
+            str(GALLERY / "obama/obama.jpg"),
+        ],
         env=env,
         check=True,
         capture_output=True,
     )
     out = subprocess.run(
-        [*cmd, "search", "--json", str(PROBES / "obama1.jpg")], env=env, check=True, capture_output=True, text=True
+        [*cmd, "search", "--reason", "case 1", "--json", str(PROBES / "obama1.jpg")],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     best = json.loads(out.stdout)["faces"][0]["candidates"][0]
     assert best["name"] == "obama" and best["match"]
@@ -191,7 +248,7 @@ def _variants(tmp: Path) -> dict[str, Path]:
 @pytest.mark.slow
 def test_every_accepted_format_and_mode_is_searched(enrolled, tmp_path):
     for name, path in _variants(tmp_path).items():
-        out = run(enrolled, "search", "--watchlist", "demo", "--top", "1", str(path))
+        out = run(enrolled, "search", "--reason", "case 1", "--watchlist", "demo", "--top", "1", str(path))
         assert len(out["faces"]) == 1, name
         best = out["faces"][0]["candidates"][0]
         assert best["name"] == "obama" and best["match"], (name, best)
@@ -217,3 +274,29 @@ def test_eval_lfw_runs_the_fold_protocol(tmp_path):
     assert out["accuracy_mean"] >= 0.9 and out["images_without_face"] == 0
     res = runner.invoke(app, ["eval", "lfw", "--root", str(tmp_path), "--pairs", str(LFW_MINI / "pairs.txt")])
     assert res.exit_code == 2 and "not under" in res.output
+
+
+def test_names_that_are_not_utf8_are_refused_clearly(tmp_path):
+    """A person name (or person folder name) with bytes that are not UTF-8 cannot be stored: exit 2 naming
+    it, never a crash deep in SQLite."""
+    import shutil
+
+    name = os.fsdecode(b"bi\xffden")
+    out = run(
+        tmp_path,
+        "enroll",
+        "--reason",
+        "r",
+        "--watchlist",
+        "w",
+        "--person",
+        name,
+        str(GALLERY / "biden/biden.jpg"),
+        code=2,
+    )
+    assert "not valid UTF-8" in out["error"] and "bi\ufffdden" in out["error"]
+    folder = Path(os.fsdecode(str(tmp_path).encode() + b"/people/bi\xffden"))
+    folder.mkdir(parents=True)
+    shutil.copy(GALLERY / "biden" / "biden.jpg", folder / "a.jpg")
+    out = run(tmp_path / "data", "enroll", "--reason", "r", "--watchlist", "w", str(folder.parent), code=2)
+    assert "not valid UTF-8" in out["error"] and "bi\ufffdden" in out["error"]

@@ -28,6 +28,46 @@ def _progress(as_json: bool) -> Progress:
     )
 
 
+def require_reason(reason: str | None, as_json: bool) -> str:
+    """A stripped, non-empty case reference of at most 500 characters, or exit 2 saying why."""
+    text = (reason or "").strip()
+    if not text:
+        fail("--reason is required: the case reference or purpose, recorded in the audit log", as_json=as_json)
+    if len(text) > 500:
+        fail("--reason must be at most 500 characters", as_json=as_json)
+    return text
+
+
+def _is_text(name: str) -> bool:
+    """True when ``name`` is real text (no undecodable bytes smuggled in as surrogates by the file system or
+    the command line): only such names can be stored as a person's name."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def cli_audit(
+    store: Any,
+    action: str,
+    *,
+    target: str | None = None,
+    reason: str | None = None,
+    outcome: str = "ok",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record one audit entry for this command (actor ``cli:<OS user>``, client ``host:<hostname>``).
+
+    No biometric data in ``details`` (the audit log refuses it): ids, names of lists, counts."""
+    from sightline.cli.governance import cli_actor, cli_client
+    from sightline.governance.audit import AuditLog
+
+    AuditLog(store).record(
+        cli_actor(), action, target=target, reason=reason, client=cli_client(), outcome=outcome, details=details
+    )
+
+
 def _load(state: CliState, photo: Path, as_json: bool):
     from sightline.imaging import ImageError, load_image
 
@@ -50,10 +90,14 @@ def enroll_cmd(
     external_id: str | None,
     largest: bool,
     as_json: bool,
+    reason: str | None = None,
 ) -> None:
+    """Enroll ``paths``; every enrolled person is audited as ``person.enroll`` (``person.create`` first when
+    new, ``watchlist.create`` when the watchlist was made for it) with ``reason`` (required)."""
     from sightline.gallery import GalleryError
     from sightline.imaging import find_photos
 
+    why = require_reason(reason, as_json)
     for p in paths:
         if not p.exists():
             fail(f"{p}: no such file or folder", as_json=as_json)
@@ -63,12 +107,25 @@ def enroll_cmd(
         fail("single photos need --person NAME (or pass a folder of PERSON_NAME/ subfolders)", as_json=as_json)
     if folders and person is not None:
         fail("--person applies to single photos; a folder's subfolders name the persons", as_json=as_json)
+    if person is not None and not _is_text(person):
+        fail(f"--person {printable(person)!r} is not valid UTF-8 text: give the name as text", as_json=as_json)
+    for folder in folders:
+        bad = sorted(printable(d.name) for d in folder.iterdir() if d.is_dir() and not _is_text(d.name))
+        if bad:
+            fail(
+                f"{printable(str(folder))}: person folder name(s) {', '.join(map(repr, bad))} are not valid UTF-8 "
+                "(a person's name must be text): rename them",
+                as_json=as_json,
+            )
     gallery = state.gallery()
     multi = "largest" if largest else "skip"
     reports = []
     t0 = time.perf_counter()
     try:
-        gallery.ensure_watchlist(watchlist)
+        existed = gallery.store.get_watchlist(watchlist) is not None
+        wl = gallery.ensure_watchlist(watchlist)
+        if not existed:
+            cli_audit(gallery.store, "watchlist.create", target=f"watchlist:{wl.id}", details={"name": wl.name})
         with _progress(as_json) as prog:
             if files:
                 assert person is not None
@@ -95,8 +152,22 @@ def enroll_cmd(
                     )
                 )
     except GalleryError as exc:
+        cli_audit(gallery.store, "person.enroll", reason=why, outcome="failed", details={"error": str(exc)[:200]})
         fail(str(exc), as_json=as_json)
     seconds = time.perf_counter() - t0
+    for result in (res for r in reports for res in r.results):
+        if result.person_id is None:
+            continue
+        target = f"person:{result.person_id}"
+        if result.created:
+            cli_audit(gallery.store, "person.create", target=target, reason=why, details={"watchlists": [watchlist]})
+        cli_audit(
+            gallery.store,
+            "person.enroll",
+            target=target,
+            reason=why,
+            details={"watchlist": watchlist, "accepted": len(result.template_ids), "skipped": len(result.skipped)},
+        )
     persons = sum(r.persons_enrolled for r in reports)
     templates = sum(r.templates_added for r in reports)
     skipped = [s for r in reports for s in r.skipped]
@@ -125,16 +196,33 @@ def enroll_cmd(
 # ---- search / verify / detect ----------------------------------------------------------------
 
 
-def search_cmd(state: CliState, photo: Path, watchlist: str | None, top: int, as_json: bool) -> None:
+def search_cmd(
+    state: CliState, photo: Path, watchlist: str | None, top: int, as_json: bool, reason: str | None = None
+) -> None:
+    """1:N search of every face in ``photo``, audited as ``search.photo`` with ``reason`` (required)."""
     from sightline.gallery import GalleryError
 
+    why = require_reason(reason, as_json)
     img = _load(state, photo, as_json)
     gallery = state.gallery()
+    details: dict[str, Any] = {"watchlist": watchlist, "top_k": top}
     try:
         results = gallery.search(img, watchlist=watchlist, top_k=top)
     except GalleryError as exc:
+        cli_audit(
+            gallery.store, "search.photo", reason=why, outcome="failed", details={**details, "error": str(exc)[:200]}
+        )
         fail(str(exc), as_json=as_json)
+    cli_audit(
+        gallery.store,
+        "search.photo",
+        reason=why,
+        details={**details, "faces": len(results), "matches": sum(1 for r in results if r.best_match is not None)},
+    )
+    from sightline.gallery.tuning import list_counts, score_meaning
+
     cal = state.engine().calibration
+    persons, size = list_counts(gallery, watchlist)
     faces: list[dict[str, Any]] = []
     for i, res in enumerate(results):
         faces.append(
@@ -152,12 +240,21 @@ def search_cmd(state: CliState, photo: Path, watchlist: str | None, top: int, as
                         "match": c.is_match,
                         "est_false_match_rate": c.est_fmr,
                         "meaning": cal.describe(c.similarity),
+                        "est_stranger_alert_rate": (m := score_meaning(cal, c.similarity, max(1, size))).est_fpir,
+                        "meaning_for_list": m.text,
                     }
                     for c in res.candidates
                 ],
             }
         )
-    data = {"photo": str(photo), "watchlist": watchlist, "model": state.engine().model, "faces": faces}
+    data = {
+        "photo": str(photo),
+        "watchlist": watchlist,
+        "list_persons": persons,
+        "list_templates": size,
+        "model": state.engine().model,
+        "faces": faces,
+    }
 
     def render() -> None:
         if not faces:
@@ -170,6 +267,7 @@ def search_cmd(state: CliState, photo: Path, watchlist: str | None, top: int, as
                 "similarity",
                 "decision",
                 "what the score means",
+                f"against this list ({persons:,} persons, {size:,} photos)",
                 title=f"face {f['face']} at {f['xyxy']} (quality {f['quality']:.2f})",
             )
             for rank, c in enumerate(f["candidates"], 1):
@@ -180,9 +278,10 @@ def search_cmd(state: CliState, photo: Path, watchlist: str | None, top: int, as
                     f"{c['similarity']:.3f} (thr {c['threshold']:.3f})",
                     decision,
                     c["meaning"],
+                    c["meaning_for_list"],
                 )
             if not f["candidates"]:
-                t.add_row("-", "(gallery is empty)", "", "", "")
+                t.add_row("-", "(gallery is empty)", "", "", "", "")
             console.print(t)
 
     emit(as_json, data, render)
@@ -323,13 +422,19 @@ def watchlist_show_cmd(state: CliState, name: str, as_json: bool) -> None:
         members = g.list_persons(watchlist=name)
     except GalleryError as exc:
         fail(str(exc), as_json=as_json)
+    from sightline.gallery.tuning import list_counts
+
     cal = state.engine().calibration
     thr = w.threshold if w.threshold is not None else cal.default_threshold
+    n_templates = list_counts(g, w.name)[1]
     data = {
         "name": w.name,
         "description": w.description,
         "threshold": thr,
         "threshold_meaning": cal.describe(thr),
+        "list_templates": n_templates,
+        "threshold_meaning_for_list": cal.describe_for_list(thr, max(1, n_templates)),
+        "est_stranger_alert_rate": cal.est_fpir(thr, max(1, n_templates)),
         "is_default_threshold": w.threshold is None,
         "members": [
             {"id": p.id, "name": p.name, "external_id": p.external_id, "templates": p.template_count} for p in members
@@ -341,6 +446,7 @@ def watchlist_show_cmd(state: CliState, name: str, as_json: bool) -> None:
         source = "model default, FMR 1e-3" if w.threshold is None else "set for this list"
         console.print(title)
         console.print(f"threshold {thr:.3f} ({source}): {data['threshold_meaning']}")
+        console.print(f"  for this list ({len(members):,} persons): {data['threshold_meaning_for_list']}")
         t = Table("id", "person", "external id", "photos")
         for m in data["members"]:
             t.add_row(str(m["id"]), escape(m["name"]), escape(m["external_id"] or ""), str(m["templates"]))
@@ -361,10 +467,14 @@ def watchlist_create_cmd(
             threshold = state.engine().calibration.threshold_for_fmr(fmr)
         except ValueError as exc:
             fail(str(exc), as_json=as_json)
+    gallery = state.gallery()
     try:
-        w = state.gallery().create_watchlist(name, description, threshold)
+        w = gallery.create_watchlist(name, description, threshold)
     except GalleryError as exc:
         fail(str(exc), as_json=as_json)
+    cli_audit(
+        gallery.store, "watchlist.create", target=f"watchlist:{w.id}", details={"name": w.name, "threshold": threshold}
+    )
     emit(
         as_json,
         {"name": w.name, "threshold": w.threshold, "description": w.description},
@@ -375,10 +485,13 @@ def watchlist_create_cmd(
 def watchlist_delete_cmd(state: CliState, name: str, as_json: bool) -> None:
     from sightline.gallery import GalleryError
 
+    gallery = state.gallery()
     try:
-        state.gallery().delete_watchlist(name)
+        wl = gallery.get_watchlist(name)
+        gallery.delete_watchlist(name)
     except GalleryError as exc:
         fail(str(exc), as_json=as_json)
+    cli_audit(gallery.store, "watchlist.delete", target=f"watchlist:{wl.id}", details={"name": wl.name})
     emit(as_json, {"deleted": name}, lambda: console.print(f"deleted watchlist {escape(name)}"))
 
 
@@ -414,10 +527,34 @@ def person_show_cmd(state: CliState, ref: str, as_json: bool) -> None:
     emit(as_json, p, lambda: console.print(p))
 
 
-def person_delete_cmd(state: CliState, ref: str, as_json: bool) -> None:
+def person_delete_cmd(state: CliState, ref: str, as_json: bool, reason: str | None = None) -> None:
+    """Erase a person and everything about them (``sightline.governance.subject.erase_subject``: freed pages
+    zeroed, audited as ``subject.erase`` with the counts removed); ``reason`` is required."""
+    from sightline.cli.governance import cli_actor, cli_client
+    from sightline.gallery import GalleryError
+    from sightline.governance.audit import AuditLog
+    from sightline.governance.subject import erase_subject
+
+    why = require_reason(reason, as_json)
     p = _person(state, ref, as_json)
-    state.gallery().delete_person(p.id)
-    emit(as_json, {"deleted": p.id, "name": p.name}, lambda: console.print(f"deleted {escape(p.name)} (id {p.id})"))
+    gallery = state.gallery()
+    try:
+        report = erase_subject(
+            gallery.store,
+            p.id,
+            audit=AuditLog(gallery.store),
+            actor=cli_actor(),
+            reason=why,
+            client=cli_client(),
+            gallery=gallery,
+        )
+    except GalleryError as exc:
+        fail(str(exc), as_json=as_json)
+    data = {"deleted": p.id, "name": p.name, **report.to_json()}
+    removed = ", ".join(
+        f"{data[k]} {k}" for k in ("templates", "crops", "memberships", "alerts", "sightings", "deliveries")
+    )
+    emit(as_json, data, lambda: console.print(f"deleted {escape(p.name)} (id {p.id}): {removed}"))
 
 
 # ---- eval --------------------------------------------------------------------------------------
@@ -575,3 +712,239 @@ def eval_calibrate_cmd(state: CliState, embeddings: Path, out: Path, model: str,
         if k in doc
     }
     emit(as_json, summary, lambda: console.print(summary))
+
+
+# ---- open-set watchlist evaluation -------------------------------------------------------------
+
+
+def _engine_for_model(state: CliState, model: str, backend: str | None, as_json: bool):
+    """The eval engine for ``--model``: passed through as ``EngineConfig.model`` where the engine has
+    that field; without it only the engine's own model ("dlib") exists."""
+    from pydantic import ValidationError
+
+    from sightline.config import EngineConfig
+
+    overrides: dict[str, object] = {"backend": backend} if backend else {}
+    if "model" in EngineConfig.model_fields:
+        overrides["model"] = model
+    elif model != "dlib":
+        fail(f"--model {model!r} is not available in this build (only 'dlib')", as_json=as_json)
+    if backend not in (None, "auto", "dlib", "onnx"):
+        fail(f"--backend must be dlib or onnx, got {backend!r}", as_json=as_json)
+    try:
+        EngineConfig.model_validate({**state.settings.engine.model_dump(), **overrides})
+    except ValidationError as exc:
+        fail(f"--model {model!r}: {exc.errors()[0]['msg']}", as_json=as_json)
+    return state.engine(flip_average=True, **overrides)
+
+
+def _model_name(option: str) -> str:
+    """The descriptor model behind a ``--model`` option for a precomputed npz: the shipped
+    calibration named ``{option}_...`` ("dlib" -> dlib_resnet_v1), else the option itself."""
+    from sightline.vision.calibration import builtin_models
+
+    names = builtin_models()
+    if option in names:
+        return option
+    match = [n for n in names if n.startswith(f"{option}_")]
+    return match[0] if len(match) == 1 else option
+
+
+def _cached_or_embed(state: CliState, engine, root: Path, cache: Path | None, as_json: bool):
+    """Embed ``root`` (identity folders), or reuse ``cache`` when it holds exactly these files."""
+    import numpy as np
+
+    from sightline.eval.embed import EmbeddedSet, dataset_files, embed_files
+
+    files = dataset_files(root)
+    rel = np.array([str(p.relative_to(root)) for p in files])
+    if cache is not None and cache.is_file():
+        try:
+            es = EmbeddedSet.load(cache)
+        except (OSError, KeyError, ValueError) as exc:
+            err_console.print(f"cache {escape(str(cache))} unreadable ({escape(str(exc))}): embedding again")
+        else:
+            if len(es.paths) == len(rel) and bool((es.paths == rel).all()):
+                return es, True
+            err_console.print(f"cache {escape(str(cache))} holds other files than {escape(str(root))}: embedding again")
+    with _progress(as_json) as prog:
+        task = prog.add_task(f"embedding ({engine.model})", total=len(files))
+        es = embed_files(
+            engine,
+            root,
+            files,
+            imaging=state.settings.imaging,
+            progress=lambda n: prog.update(task, completed=n),
+        )
+    if cache is not None:
+        es.save(cache)
+    return es, False
+
+
+def eval_watchlist_cmd(
+    state: CliState,
+    root: Path | None,
+    embeddings: Path | None,
+    models: list[str],
+    enroll_per_person: int,
+    set_aside: int | None,
+    min_photos: int | None,
+    seed: int,
+    template: str,
+    cache: Path | None,
+    plot: Path | None,
+    backend: str | None,
+    as_json: bool,
+) -> None:
+    import numpy as np
+
+    from sightline.eval.det import plot_det
+    from sightline.eval.embed import EmbeddedSet
+    from sightline.eval.watchlist import TEMPLATE_MODES, evaluate, make_split
+    from sightline.vision.calibration import load_builtin
+
+    if (root is None) == (embeddings is None):
+        fail("give --root DIR (identity folders) or --embeddings FILE.npz, exactly one", as_json=as_json)
+    if root is not None and not root.is_dir():
+        fail(f"{root}: not a folder", as_json=as_json)
+    if template not in (*TEMPLATE_MODES, "both"):
+        fail(f"--template must be per-photo, fused or both, got {template!r}", as_json=as_json)
+    modes = TEMPLATE_MODES if template == "both" else (template,)
+    models = models or ["dlib"]
+    if len(set(models)) != len(models):
+        fail("--model given twice", as_json=as_json)
+    if embeddings is not None and len(models) > 1:
+        fail("--embeddings holds one model's descriptors: give at most one --model", as_json=as_json)
+
+    sets: list[tuple[str, str, EmbeddedSet, dict[str, object]]] = []  # (label, model name, set, provenance)
+    if embeddings is not None:
+        try:
+            es = EmbeddedSet.load(embeddings)
+        except (OSError, KeyError, ValueError) as exc:
+            fail(f"{embeddings}: {exc}", as_json=as_json)
+        sets.append((models[0], _model_name(models[0]), es, {"embeddings": str(embeddings)}))
+    else:
+        assert root is not None
+        for m in models:
+            engine = _engine_for_model(state, m, backend, as_json)
+            path = cache if cache is None or len(models) == 1 else cache.with_suffix(f".{m}.npz")
+            es, hit = _cached_or_embed(state, engine, root, path, as_json)
+            prov: dict[str, object] = {
+                "root": str(root),
+                "cache": str(path) if path else None,
+                "cache_hit": hit,
+                "backend": engine.backend,
+                "flip_average": engine.config.flip_average,
+                "embed_seconds": round(es.seconds, 1),
+            }
+            sets.append((m, engine.model, es, prov))
+
+    results = []
+    curves = {}
+    for label, model_name, es, prov in sets:
+        if len(es.embeddings) == 0:
+            fail("the dataset holds no photos", as_json=as_json)
+        try:
+            split = make_split(
+                es.names,
+                ~np.isnan(es.embeddings[:, 0]),
+                enroll_per_person=enroll_per_person,
+                min_photos=min_photos,
+                set_aside=set_aside,
+                seed=seed,
+            )
+        except ValueError as exc:
+            fail(str(exc), as_json=as_json)
+        try:
+            cal = load_builtin(model_name)
+        except (FileNotFoundError, ValueError):
+            cal = None
+        for mode in modes:
+            r = evaluate(es.embeddings, split, model=model_name, template=mode, calibration=cal)  # type: ignore[arg-type]
+            results.append(
+                {"model_option": label, **r.to_dict(), "images": len(es.names), "no_face": es.missing, **prov}
+            )
+            curves[f"{label} {mode} (K={enroll_per_person})"] = r.det
+    data: dict[str, object] = {
+        "protocol": "NIST FRVT 1:N open-set identification; FNIR = mate not at rank 1 with score >= threshold",
+        "results": results,
+    }
+    if plot is not None:
+        try:
+            plot_det(curves, str(plot), title=f"DET, {(root or embeddings).name}, K={enroll_per_person}")  # type: ignore[union-attr]
+        except (OSError, ValueError) as exc:
+            fail(f"cannot write {plot}: {exc}", as_json=as_json)
+        data["plot"] = str(plot)
+
+    def render() -> None:
+        first = results[0]["split"]
+        console.print(f"split: {first['rule']}")  # type: ignore[index]
+        console.print("FNIR@x%: listed people missed (mate not at rank 1 at or above the threshold) at FPIR x%")
+        t = Table("model", "templates", "listed", "mated", "strangers", "FNIR@1%", "FNIR@.1%", "rank1", "rank5")
+        for r in results:
+            sp, op, rk = r["split"], r["fnir_at_fpir"], r["rank"]
+
+            def pct(x: object) -> str:
+                return "n/a" if x is None else f"{100 * float(x):.2f}%"  # type: ignore[arg-type]
+
+            t.add_row(
+                escape(str(r["model_option"])),
+                str(r["template"]),
+                str(sp["enrolled_persons"]),  # type: ignore[index]
+                str(sp["mated_probes"]),  # type: ignore[index]
+                str(sp["nonmated_probes"]),  # type: ignore[index]
+                pct(op["0.01"]["fnir"]),  # type: ignore[index]
+                pct(op["0.001"]["fnir"]),  # type: ignore[index]
+                pct(rk["rank1"]),  # type: ignore[index]
+                pct(rk["rank5"]),  # type: ignore[index]
+            )
+        console.print(t)
+        if plot is not None:
+            console.print(f"DET curve written to {escape(str(plot))}")
+
+    emit(as_json, data, render)
+
+
+def watchlist_tune_cmd(
+    state: CliState,
+    name: str,
+    max_false_alerts_per_1000: float,
+    list_size: int | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    from sightline.gallery import GalleryError
+    from sightline.gallery.tuning import TuningError, tune_watchlist
+
+    gallery = state.gallery()
+    try:
+        r = tune_watchlist(gallery, name, max_false_alerts_per_1000, list_size=list_size, dry_run=dry_run)
+        if not dry_run:
+            cli_audit(
+                gallery.store,
+                "watchlist.update",
+                target=f"watchlist:{gallery.get_watchlist(name).id}",
+                details={
+                    "threshold": r.threshold,
+                    "previous_threshold": r.previous_threshold,
+                    "max_false_alerts_per_1000": r.max_false_alerts_per_1000,
+                },
+            )
+    except (GalleryError, TuningError) as exc:
+        fail(str(exc), as_json=as_json)
+
+    def render() -> None:
+        prev = "model default" if r.previous_threshold is None else f"{r.previous_threshold:.4f}"
+        verb = "would set" if dry_run else "set"
+        console.print(
+            f"watchlist [bold]{escape(r.watchlist)}[/]: {verb} threshold [bold]{r.threshold:.4f}[/] (was {prev}; "
+            f"model default {r.default_threshold:.4f})"
+        )
+        console.print(
+            f"  for at most {r.max_false_alerts_per_1000:g} false alerts per 1,000 strangers on a list of "
+            f"{r.list_size:,} persons ({r.comparisons:,} photos): {r.fmr_per_comparison:.2g} false matches per "
+            "comparison"
+        )
+        console.print(f"  estimate: {r.method}; tune again when the list grows")
+
+    emit(as_json, r, render)

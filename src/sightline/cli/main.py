@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sightline.cli.governance import register as governance_register
+from sightline.cli.models import ModelOpt, apply_model, models_app
 from sightline.cli.output import emit, emit_json, fail
 
 if TYPE_CHECKING:
@@ -38,8 +40,17 @@ app.add_typer(person_app, name="person")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 app.add_typer(camera_app, name="camera")
+app.add_typer(models_app, name="models")  # sightline.cli.models (faceres install, fusion)
+governance_register(app)  # sightline.cli.governance: audit, retention, subject, key
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+ReasonOpt = Annotated[
+    str,
+    typer.Option(
+        "--reason",
+        help="Case reference or purpose (required; recorded in the audit log with your user and host).",
+    ),
+]
 EvalBackendOpt = Annotated[str | None, typer.Option("--backend", help="dlib or onnx (default: the global --backend).")]
 SubjectOpt = Annotated[
     str,
@@ -103,6 +114,7 @@ def _main(
         int, typer.Option(min=0, max=3, help="Upsample the image N times to find smaller faces (4x time each).")
     ] = 1,
     threads: Annotated[int, typer.Option(min=0, max=256, help="CPU threads for the onnx backend (0 = all).")] = 0,
+    model: ModelOpt = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v, -vv).")] = 0,
 ) -> None:
     from pydantic import ValidationError
@@ -116,6 +128,7 @@ def _main(
     except ValidationError as exc:
         fail("; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors()))
     ctx.obj = CliState(Settings(data_dir=data_dir or default_data_dir(), engine=engine))
+    apply_model(ctx.obj, model)
 
 
 def main() -> None:
@@ -132,6 +145,7 @@ def enroll(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Photos, or folders of PERSON_NAME/*.jpg.")],
     watchlist: Annotated[str, typer.Option(help="Watchlist to add the persons to (created if new).")],
+    reason: ReasonOpt,
     person: Annotated[
         str | None, typer.Option(help="Person name for single photos (required when PATHS are files).")
     ] = None,
@@ -141,24 +155,26 @@ def enroll(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Enroll people from photos. A folder enrolls each subfolder as one person."""
+    """Enroll people from photos. A folder enrolls each subfolder as one person. Audited with --reason."""
     from sightline.cli.commands import enroll_cmd
 
-    enroll_cmd(_state(ctx), paths, watchlist, person, external_id, largest, as_json)
+    enroll_cmd(_state(ctx), paths, watchlist, person, external_id, largest, as_json, reason=reason)
 
 
 @app.command()
 def search(
     ctx: typer.Context,
     photo: Annotated[Path, typer.Argument(help="Photo to search with; every face in it is searched.")],
+    reason: ReasonOpt,
     watchlist: Annotated[str | None, typer.Option(help="Search this watchlist (default: everyone).")] = None,
     top: Annotated[int, typer.Option(min=1, max=100, help="Candidates per face.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
-    """1:N search: each face in PHOTO -> the closest enrolled persons, with what each score means."""
+    """1:N search: each face in PHOTO -> the closest enrolled persons, with what each score means. Audited
+    with --reason."""
     from sightline.cli.commands import search_cmd
 
-    search_cmd(_state(ctx), photo, watchlist, top, as_json)
+    search_cmd(_state(ctx), photo, watchlist, top, as_json, reason=reason)
 
 
 @app.command()
@@ -231,6 +247,31 @@ def watchlist_create(
     watchlist_create_cmd(_state(ctx), name, description, threshold, fmr, as_json)
 
 
+@watchlist_app.command("tune")
+def watchlist_tune(
+    ctx: typer.Context,
+    name: str,
+    max_false_alerts_per_1000: Annotated[
+        float,
+        typer.Option(
+            "--max-false-alerts-per-1000",
+            min=0.001,
+            max=999,
+            help="Strangers in 1,000 allowed to raise an alert on this list (its size taken into account).",
+        ),
+    ],
+    list_size: Annotated[
+        int | None, typer.Option(min=1, help="Plan for this many persons (default: the current members).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the threshold without storing it.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a watchlist's threshold from a target false-alert rate for the list's size."""
+    from sightline.cli.commands import watchlist_tune_cmd
+
+    watchlist_tune_cmd(_state(ctx), name, max_false_alerts_per_1000, list_size, dry_run, as_json)
+
+
 @watchlist_app.command("delete")
 def watchlist_delete(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
     """Delete a watchlist (its persons stay enrolled)."""
@@ -260,11 +301,11 @@ def person_show(ctx: typer.Context, person: str, as_json: JsonOpt = False) -> No
 
 
 @person_app.command("delete")
-def person_delete(ctx: typer.Context, person: str, as_json: JsonOpt = False) -> None:
-    """Delete a person with all their templates and memberships."""
+def person_delete(ctx: typer.Context, person: str, reason: ReasonOpt, as_json: JsonOpt = False) -> None:
+    """Erase a person: templates, crops, memberships, alerts and sightings (audited as subject.erase)."""
     from sightline.cli.commands import person_delete_cmd
 
-    person_delete_cmd(_state(ctx), person, as_json)
+    person_delete_cmd(_state(ctx), person, as_json, reason=reason)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,11 +395,13 @@ def eval_embed(
     subject: SubjectOpt = "central",
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N images (sorted).")] = None,
     full_scan: FullScanOpt = False,
+    model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Embed every image of a dataset with the enrollment pipeline into an npz."""
     from sightline.cli.commands import eval_embed_cmd
 
+    apply_model(_state(ctx), model, as_json)
     eval_embed_cmd(_state(ctx), root, out, backend, subject, limit, full_scan, as_json)
 
 
@@ -371,12 +414,83 @@ def eval_lfw(
     subject: SubjectOpt = "central",
     flip: Annotated[bool, typer.Option(help="Mirror-average descriptors.")] = True,
     full_scan: FullScanOpt = False,
+    model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The standard LFW 10-fold verification protocol on a pairs file."""
     from sightline.cli.commands import eval_lfw_cmd
 
+    apply_model(_state(ctx), model, as_json)
     eval_lfw_cmd(_state(ctx), root, pairs, backend, subject, flip, full_scan, as_json)
+
+
+@eval_app.command("lfw-npz")
+def eval_lfw_npz(
+    ctx: typer.Context,
+    embeddings: Annotated[Path, typer.Argument(help="An npz written by `sightline eval embed`.")],
+    pairs: Annotated[Path, typer.Option(help="pairs.txt of the same images.")],
+    part: Annotated[str | None, typer.Option(help="Score one part of a fusion npz (e.g. dlib_resnet_v1).")] = None,
+    fusion_params: Annotated[Path | None, typer.Option(help="Re-fuse the parts with this parameter JSON.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The LFW protocol on already-embedded images (no re-embedding)."""
+    from sightline.cli.models import lfw_npz_cmd
+
+    lfw_npz_cmd(_state(ctx), embeddings, pairs, part, fusion_params, as_json)
+
+
+@eval_app.command("watchlist")
+def eval_watchlist(
+    ctx: typer.Context,
+    root: Annotated[Path | None, typer.Option(help="Identity-folder dataset: ROOT/NAME/*.jpg.")] = None,
+    embeddings: Annotated[
+        Path | None, typer.Option(help="Or: evaluate an npz written by `sightline eval embed`.")
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Descriptor model (repeatable; default dlib).")
+    ] = None,
+    enroll_per_person: Annotated[int, typer.Option(min=1, max=50, help="Photos enrolled per listed person.")] = 1,
+    set_aside: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=50,
+            help="Photos per listed person kept out of the probes (default K; use the "
+            "largest K compared so that runs search the same probes).",
+        ),
+    ] = None,
+    min_photos: Annotated[
+        int | None, typer.Option(min=2, help="Photos an identity needs to be listed (default set-aside + 1).")
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the enrolled/probe split.")] = 0,
+    template: Annotated[
+        str, typer.Option(help="Several photos per person: per-photo (best template wins), fused, or both.")
+    ] = "per-photo",
+    cache: Annotated[
+        Path | None, typer.Option(help="npz cache of the embeddings: reused when it holds the same files.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the DET curve (PNG).")] = None,
+    backend: EvalBackendOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open-set watchlist identification (NIST FRVT 1:N): FNIR at FPIR 1% and 0.1%, rank-1/5, DET curve."""
+    from sightline.cli.commands import eval_watchlist_cmd
+
+    eval_watchlist_cmd(
+        _state(ctx),
+        root,
+        embeddings,
+        model or [],
+        enroll_per_person,
+        set_aside,
+        min_photos,
+        seed,
+        template,
+        cache,
+        plot,
+        backend,
+        as_json,
+    )
 
 
 @eval_app.command("calibrate")
@@ -418,10 +532,19 @@ def bench_streams(
     motion_gate: Annotated[
         float, typer.Option(min=0, max=255, help="CameraConfig.motion_gate (0: detect every analysed frame).")
     ] = 0.0,
+    detect_mode: Annotated[
+        str | None, typer.Option(help="CameraConfig.detect_mode: 'full' or 'roi' (default: the config default).")
+    ] = None,
+    full_detect_s: Annotated[
+        float | None, typer.Option(min=0.01, max=60, help="CameraConfig.full_detect_s (ROI mode), s.")
+    ] = None,
     as_json: JsonOpt = True,
 ) -> None:
     """N concurrent 1280x720 RTSP streams: analysed fps, drops, alert latency and CPU split per N."""
     from sightline.eval.bench_streams import bench_streams as run
+
+    if detect_mode not in (None, "full", "roi"):
+        fail(f"--detect-mode must be 'full' or 'roi', got {detect_mode!r}", as_json=as_json)
 
     try:
         ns = tuple(int(x) for x in counts.split(",") if x.strip())
@@ -430,9 +553,68 @@ def bench_streams(
     if not ns or min(ns) < 1:
         fail("--counts must name stream counts >= 1", as_json=as_json)
     result = run(
-        counts=ns, seconds=seconds, analysis_fps=analysis_fps, detect_width=detect_width, motion_gate=motion_gate
+        counts=ns,
+        seconds=seconds,
+        analysis_fps=analysis_fps,
+        detect_width=detect_width,
+        motion_gate=motion_gate,
+        detect_mode=detect_mode,
+        full_detect_s=full_detect_s,
     )
     emit(as_json, result, lambda: emit_json(result))
+
+
+@bench_app.command("streams-cpu")
+def bench_streams_cpu(
+    variants: Annotated[
+        str, typer.Option(help="Worker variants, comma-separated; the first is the recall reference.")
+    ] = "full,roi,roi_full1s,roi_busy_stride,full_1280_up0",
+    loops: Annotated[int, typer.Option(min=1, max=100, help="Passes over the clip per variant.")] = 4,
+    clip: Annotated[
+        Path | None, typer.Option(help="A video file to use instead of the generated 4-face grid clip.")
+    ] = None,
+    as_json: JsonOpt = True,
+) -> None:
+    """CPU ms per camera (decode, analysis by stage) and the streams the cores carry, per worker variant."""
+    from sightline.eval.bench_streams import bench_streams_cpu as run
+
+    try:
+        result = run(variants=tuple(v.strip() for v in variants.split(",") if v.strip()), loops=loops, clip=clip)
+    except ValueError as e:
+        fail(str(e), as_json=as_json)
+    emit(as_json, result, lambda: emit_json(result))
+
+
+# ---- notifications: `watchlist channel ...` and `notify ...` (sightline.cli.notify) ----------------------
+from sightline.cli.notify import channel_app, notify_app  # noqa: E402
+
+watchlist_app.add_typer(channel_app, name="channel")
+app.add_typer(notify_app, name="notify")
+
+
+# ---- server: `serve`, `user ...`, `token ...` (sightline.cli.serve) --------------------------------------
+from sightline.cli.serve import token_app, user_app  # noqa: E402
+
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")] = 8080,
+    cameras: Annotated[bool, typer.Option(help="Start the cameras stored in the database.")] = True,
+    metrics_public: Annotated[bool, typer.Option(help="Serve /metrics without authentication.")] = False,
+    secure_cookies: Annotated[bool, typer.Option(help="Always mark the session cookie Secure (TLS proxy).")] = False,
+    config: Annotated[
+        Path | None, typer.Option(help="JSON object of ServerConfig fields (session lifetimes, limits, ...).")
+    ] = None,
+) -> None:
+    """The operator console and HTTP API (OpenAPI at /docs), with the stored cameras running."""
+    from sightline.cli.serve import serve_cmd
+
+    serve_cmd(_state(ctx), host, port, cameras, metrics_public, secure_cookies, config_file=config)
 
 
 if __name__ == "__main__":

@@ -74,14 +74,22 @@ def camera_add_cmd(
         cfg = CameraConfig(**given)
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), as_json=as_json)
+    from sightline.cli.commands import cli_audit
+
     store = _camera_store(state)
     try:
         stored = store.add(cfg)
+        data = _camera_json(stored.config, stored.created_at)
+        cli_audit(
+            store.store,
+            "camera.create",
+            target=f"camera:{cfg.id}",
+            details={"url": data["url"], "keep_unmatched_sightings": cfg.keep_unmatched_sightings},
+        )
     except GalleryError as exc:
         fail(str(exc), as_json=as_json)
     finally:
         store.store.close()
-    data = _camera_json(stored.config, stored.created_at)
     emit(as_json, data, lambda: console.print(f"camera [bold]{escape(cfg.id)}[/] added ({escape(data['url'])})"))
 
 
@@ -114,11 +122,13 @@ def camera_list_cmd(state: CliState, as_json: bool) -> None:
 
 
 def camera_remove_cmd(state: CliState, camera_id: str, as_json: bool) -> None:
+    from sightline.cli.commands import cli_audit
     from sightline.gallery import GalleryError
 
     store = _camera_store(state)
     try:
         store.remove(camera_id)
+        cli_audit(store.store, "camera.delete", target=f"camera:{camera_id}")
     except GalleryError as exc:
         fail(str(exc), as_json=as_json)
     finally:
@@ -253,8 +263,9 @@ def watch_cmd(
     duration: float | None,
     as_json: bool,
 ) -> None:
-    from sightline.config import WatchConfig
+    from sightline.config import NotifyConfig, WatchConfig
     from sightline.events import EventBus, EventStores
+    from sightline.events.notify import Notifier
     from sightline.gallery import GalleryError
     from sightline.types import Alert
     from sightline.video.supervisor import Supervisor
@@ -293,7 +304,10 @@ def watch_cmd(
     old = signal.signal(signal.SIGTERM, on_signal) if threading.current_thread() is threading.main_thread() else None
 
     def show(a: Alert) -> None:
-        d = alert_json(a, cal.describe(a.match.similarity))
+        # What the score means against the whole list (FPIR), not one comparison (FMR).
+        n_templates = max(1, sup.matcher.size()[1])
+        d = alert_json(a, cal.describe_for_list(a.match.similarity, n_templates))
+        d["est_stranger_alert_rate"] = cal.est_fpir(a.match.similarity, n_templates)
         if as_json:
             sys.stdout.write(json.dumps(to_jsonable(d), ensure_ascii=False) + "\n")
             sys.stdout.flush()
@@ -312,7 +326,12 @@ def watch_cmd(
         )
     t_end = None if duration is None else time.monotonic() + duration
     next_stats = time.monotonic() + watch.stats_interval_s
+    # Deliveries to the watchlists' notification channels (webhook, Apprise, MQTT) go through the
+    # outbox the alert store fills; this worker sends them while the watch runs, and what is still
+    # pending at exit is sent by the next `sightline watch`, `sightline serve` or `sightline notify run`.
+    notifier = Notifier(gallery.store, NotifyConfig(), bus=bus)
     try:
+        notifier.start()
         sup.start()
         while not stop.is_set():
             a = alerts.get(timeout=0.2)
@@ -330,6 +349,7 @@ def watch_cmd(
         pass
     finally:
         sup.stop()
+        notifier.stop()
         if old is not None:
             signal.signal(signal.SIGTERM, old)
     for a in alerts.drain():

@@ -1,0 +1,91 @@
+"""Shared FastAPI dependencies and small helpers of the routes: services, the client address, auditing,
+bounded upload reading and the error mapping of the gallery's exceptions."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Path, Query, Request, UploadFile
+
+from sightline.server.auth import CurrentUser
+from sightline.server.schemas import MAX_ID
+from sightline.server.services import Services
+
+logger = logging.getLogger(__name__)
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+Svc = Annotated[Services, Depends(get_services)]
+#: A row id in the URL path: 0..2**63-1 (a larger number is a 422, never an overflow deep in SQLite).
+RowId = Annotated[int, Path(ge=0, le=MAX_ID, description="Row id")]
+#: An optional row id filter in the query string, same range.
+RowIdQuery = Annotated[int | None, Query(ge=0, le=MAX_ID, description="Row id")]
+
+
+def client_of(request: Request) -> str | None:
+    """The peer address of the request (a proxy's own address when behind one)."""
+    return request.client.host if request.client else None
+
+
+def audit(
+    request: Request,
+    user: CurrentUser | str | None,
+    action: str,
+    *,
+    target: str | None = None,
+    reason: str | None = None,
+    outcome: str = "ok",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record one audit entry for this request (actor: the user's name). A failing audit write is an
+    error of the request: an action that cannot be accounted for is not silently done."""
+    actor = user.username if isinstance(user, CurrentUser) else (user or "anonymous")
+    request.app.state.services.audit.record(
+        actor, action, target=target, reason=reason, client=client_of(request), outcome=outcome, details=details
+    )
+
+
+def read_upload(request: Request, upload: UploadFile) -> bytes:
+    """The bytes of one uploaded file, at most ``config.max_upload_bytes`` (413 beyond).
+
+    The whole request body was already bounded by the upload-limit middleware before it was parsed;
+    this reads the spooled part in one bounded read."""
+    limit = request.app.state.config.max_upload_bytes
+    upload.file.seek(0)
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        request.app.state.services.metrics.inc("uploads_refused_total")
+        raise HTTPException(413, f"{upload.filename or 'file'}: more than the limit of {limit} bytes")
+    return data
+
+
+def reason_required(reason: str | None) -> str:
+    """A stripped, non-empty reason (case reference) or 422."""
+    text = (reason or "").strip()
+    if not text:
+        raise HTTPException(422, "a reason (case reference or purpose) is required")
+    if len(text) > 500:
+        raise HTTPException(422, "reason must be at most 500 characters")
+    return text
+
+
+def meaning(services: Services, similarity: float) -> str:
+    """What a similarity means, in words, from the engine's calibration ("about 1 in 20,000 strangers...")."""
+    cal = services.engine.calibration
+    describe = getattr(cal, "describe", None)
+    if describe is not None:
+        return str(describe(similarity))
+    return f"about {cal.est_fmr(similarity):.2g} of strangers score this high"
+
+
+def crop_response(data: bytes | None, what: str) -> Any:
+    """A JPEG response that no cache keeps (face crops are biometric data); 404 when there is none."""
+    from fastapi.responses import Response
+
+    if not data:
+        raise HTTPException(404, f"no {what}")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store, private"})
