@@ -193,7 +193,7 @@ class WatchConfig(_Model):
         description="Quality gate: a face whose quality score (size x sharpness x pose, 0-1, "
         "sightline.vision.quality) is below this never matches a watchlist, so never raises an alert; "
         "0 = off. 0.1 halved stranger alerts on the test clips for one more late/missed degraded shot in 9 "
-        "(benchmarks/quality_gate.py, docs/parts/openset.md)",
+        "(benchmarks/quality_gate.py, docs/BENCHMARKS.md §6)",
     )
 
 

@@ -14,7 +14,7 @@ Which estimate and how good: the independence formula above on the shipped calib
 million LFW impostor pairs), not measured max-over-N scores. Checked against the open-set evaluation
 (``sightline eval watchlist``, 588 listed people): it over-states FPIR by 1.3x at FPIR 1% and 2.4x at
 0.1% (some strangers resemble many listed people, others none), so a tuned list raises fewer false
-alerts than asked for and misses somewhat more listed people than necessary. See docs/parts/openset.md.
+alerts than asked for and misses somewhat more listed people than necessary. See docs/BENCHMARKS.md §6.
 
 N counts templates, not persons: the live matcher and search compare a stranger with every photo
 enrolled for the list (a person's score is their best photo), so a person with 3 photos gives 3

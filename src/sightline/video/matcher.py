@@ -22,7 +22,7 @@ Thread-safe: one matcher may serve every camera worker of a process.
 Templates (``templates``): ``"per-photo"`` (default) scores a person by their best template;
 ``"fused"`` replaces a person's templates by one, the mean of their L2-normalised descriptors,
 renormalised. With 2 photos per person fused missed fewer listed people on LFW (FNIR at FPIR 1%:
-11.4% vs 17.1%, mean of 5 splits; docs/parts/openset.md). Not to be confused with the "fusion" model.
+11.4% vs 17.1%, mean of 5 splits; docs/BENCHMARKS.md §6). Not to be confused with the "fusion" model.
 Caveat: the model's calibration (and so the default and tuned thresholds) describes photo-vs-photo
 scores; fused templates score strangers higher (measured 1.3-1.8x the false alerts predicted), so use
 "fused" only with thresholds measured for it.
@@ -31,7 +31,7 @@ Quality gate (``min_alert_quality``, ``WatchConfig.min_alert_quality``): when ``
 quality score of each face (``Quality.score``, 0-1), a face below the gate gets no Match whatever its
 similarity, so it can never raise an alert; ``gated`` counts those. On the test clips most stranger
 alerts came from small or blurred faces, so this trades a few late or missed alerts for fewer false
-ones (benchmarks/quality_gate.py, docs/parts/openset.md). A track keeps
+ones (benchmarks/quality_gate.py, docs/BENCHMARKS.md §6). A track keeps
 offering better shots, so a listed person who turns to the camera still matches then.
 """
 

@@ -23,7 +23,7 @@ In a busy scene (people everywhere, camera shake) most frames are then full pass
 scanning every frame costs; ``busy_stride`` halves that by scanning the tracks' windows only on every
 other busy frame, at a cost in recall.
 
-Measured (``sightline bench streams-cpu``, docs/parts/streams.md): on the streams benchmark clip the
+Measured (``sightline bench streams-cpu``, docs/BENCHMARKS.md §5): on the streams benchmark clip the
 detection CPU per analysed frame fell from 62 to 14 ms with the same faces found (recall 1.0).
 
 Boxes from overlapping regions are merged (IoU >= 0.4: the higher score wins); landmarks are then

@@ -159,7 +159,7 @@ class Calibration:
         templates: photos, as the matcher scores a person by their best photo).
 
         The formula treats the N comparisons as independent. Against the measured open-set FPIR on
-        LFW (588 listed people, docs/parts/openset.md) it over-states FPIR 1.3x at FPIR 1% and 2.4x at
+        LFW (588 listed people, docs/BENCHMARKS.md §6) it over-states FPIR 1.3x at FPIR 1% and 2.4x at
         0.1% (some strangers resemble many listed people, others none, which concentrates the false
         alerts on fewer strangers), so a threshold chosen with it errs towards fewer false alerts.
         """

@@ -22,7 +22,7 @@ to the z-score average for reports. Thresholds are calibrated on the template co
 (``fusion_dlib_faceres_v1.calibration.json``).
 
 The parameters shipped (``fusion_dlib_faceres_v1.fusion.json``) were measured on the LFW dev side
-(``/work/shared/data/lfw``, docs/parts/fusion.md); nothing was tuned on any other data.
+(``/work/shared/data/lfw``, docs/BENCHMARKS.md §7); nothing was tuned on any other data.
 """
 
 from __future__ import annotations
