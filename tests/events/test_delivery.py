@@ -6,6 +6,7 @@ deliver each alert once."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -13,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -257,30 +259,39 @@ def test_apprise_failures_retry(env):
 # ---- mqtt ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not have_mosquitto(), reason="mosquitto is not installed")
-def test_mqtt_publishes_json_to_a_real_broker(env):
+@contextlib.contextmanager
+def mqtt_subscriber(port: int, topic: str, auth: tuple[str, str] | None = None) -> Iterator[list[bytes]]:
+    """A real MQTT client subscribed (QoS 1) to ``topic`` on the local broker at ``port``; yields the list of
+    payloads it receives, once the broker has confirmed the subscription."""
     import paho.mqtt.client as mqtt
 
-    with Mosquitto(env.tmp) as broker:
-        got: list[bytes] = []
-        subscribed = threading.Event()
-        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
-        sub.on_connect = lambda c, *a: c.subscribe("home/sightline/#", qos=1)
-        sub.on_subscribe = lambda *a: subscribed.set()
-        sub.on_message = lambda c, u, msg: got.append(msg.payload)
-        sub.connect("127.0.0.1", broker.port)
-        sub.loop_start()
-        try:
-            assert subscribed.wait(10)
-            env.channels.add(env.staff, "mqtt", f"mqtt://127.0.0.1:{broker.port}/home/sightline/alerts")
-            alert_id = raise_alert(env)
-            n = Notifier(env.store, FAST)
-            n.deliver_due()
-            assert statuses(n) == ["delivered"]
-            assert wait_until(lambda: len(got) == 1, 10)
-        finally:
-            sub.disconnect()
-            sub.loop_stop()
+    got: list[bytes] = []
+    subscribed = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
+    if auth is not None:
+        sub.username_pw_set(*auth)
+    sub.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.on_message = lambda c, u, msg: got.append(msg.payload)
+    sub.connect("127.0.0.1", port)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(10)
+        yield got
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+
+
+@pytest.mark.skipif(not have_mosquitto(), reason="mosquitto is not installed")
+def test_mqtt_publishes_json_to_a_real_broker(env):
+    with Mosquitto(env.tmp) as broker, mqtt_subscriber(broker.port, "home/sightline/#") as got:
+        env.channels.add(env.staff, "mqtt", f"mqtt://127.0.0.1:{broker.port}/home/sightline/alerts")
+        alert_id = raise_alert(env)
+        n = Notifier(env.store, FAST)
+        n.deliver_due()
+        assert statuses(n) == ["delivered"]
+        assert wait_until(lambda: len(got) == 1, 10)
     doc = json.loads(got[0])
     assert (doc["alert_id"], doc["person_name"], doc["delivery_id"]) == (
         alert_id,
@@ -291,29 +302,16 @@ def test_mqtt_publishes_json_to_a_real_broker(env):
 
 @pytest.mark.skipif(not have_mosquitto(), reason="mosquitto is not installed")
 def test_mqtt_password_from_the_sealed_secret_and_a_refused_login(env):
-    import paho.mqtt.client as mqtt
-
-    with Mosquitto(env.tmp, users={"ha": "s3cret"}) as broker:
-        got: list[bytes] = []
-        subscribed = threading.Event()
-        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
-        sub.username_pw_set("ha", "s3cret")
-        sub.on_connect = lambda c, *a: c.subscribe("alerts", qos=1)
-        sub.on_subscribe = lambda *a: subscribed.set()
-        sub.on_message = lambda c, u, msg: got.append(msg.payload)
-        sub.connect("127.0.0.1", broker.port)
-        sub.loop_start()
-        try:
-            assert subscribed.wait(10)
-            good = env.channels.add(env.staff, "mqtt", f"mqtt://ha@127.0.0.1:{broker.port}/alerts", secret="s3cret")
-            bad = env.channels.add(env.staff, "mqtt", f"mqtt://ha:wrong@127.0.0.1:{broker.port}/alerts")
-            raise_alert(env)
-            n = Notifier(env.store, FAST)
-            n.deliver_due()
-            assert wait_until(lambda: len(got) == 1, 10)
-        finally:
-            sub.disconnect()
-            sub.loop_stop()
+    with (
+        Mosquitto(env.tmp, users={"ha": "s3cret"}) as broker,
+        mqtt_subscriber(broker.port, "alerts", auth=("ha", "s3cret")) as got,
+    ):
+        good = env.channels.add(env.staff, "mqtt", f"mqtt://ha@127.0.0.1:{broker.port}/alerts", secret="s3cret")
+        bad = env.channels.add(env.staff, "mqtt", f"mqtt://ha:wrong@127.0.0.1:{broker.port}/alerts")
+        raise_alert(env)
+        n = Notifier(env.store, FAST)
+        n.deliver_due()
+        assert wait_until(lambda: len(got) == 1, 10)
     by_channel = {d.channel_id: d for d in n.list_deliveries()}
     assert by_channel[good.id].status == "delivered"
     assert by_channel[bad.id].status == "pending" and "refused the connection" in by_channel[bad.id].last_error

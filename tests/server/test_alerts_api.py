@@ -23,6 +23,20 @@ def _jpeg(color=(200, 100, 50)) -> bytes:
     return buf.getvalue()
 
 
+def _door_alert(match, track_id: int) -> Alert:
+    """A fresh alert (now) on camera 'door' for ``match``, with a small crop, not yet stored."""
+    return Alert(
+        camera_id="door",
+        track_id=track_id,
+        match=match,
+        ts=time.time(),
+        frame_ts=time.time(),
+        xyxy=(0.0, 0.0, 9.0, 9.0),
+        crop_jpeg=_jpeg(),
+        quality=0.4,
+    )
+
+
 @pytest.fixture
 def world(server, tmp_path):
     """A person 'Ada' enrolled (fake engine, seed 3) on watchlist 'wanted', and two stored alerts."""
@@ -283,16 +297,7 @@ def test_alert_reaches_a_webhook_channel_added_through_the_api(server, world):
         assert (
             sup.post(f"/api/watchlists/{wl['id']}/channels", json={"kind": "webhook", "target": url}).status_code == 201
         )
-        alert = Alert(
-            camera_id="door",
-            track_id=77,
-            match=world["match"],
-            ts=time.time(),
-            frame_ts=time.time(),
-            xyxy=(0.0, 0.0, 9.0, 9.0),
-            crop_jpeg=_jpeg(),
-            quality=0.4,
-        )
+        alert = _door_alert(world["match"], 77)
         alert_id = server.services.stores.add_alert(alert)
         server.services.bus.publish(dataclasses.replace(alert, id=alert_id))
         deadline = time.monotonic() + 30

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sightline.types import Alert
-from tests.server.test_alerts_api import _jpeg, world  # noqa: F401 (fixture)
+from tests.server.test_alerts_api import _door_alert, world  # noqa: F401 (fixture)
 
 
 class Receiver:
@@ -63,16 +62,7 @@ def test_failed_delivery_is_listed_retried_and_counted(server, world, receiver):
     wl = next(w for w in sup.get("/api/watchlists").json() if w["name"] == "wanted")
     r = sup.post(f"/api/watchlists/{wl['id']}/channels", json={"kind": "webhook", "target": receiver.url})
     assert r.status_code == 201, r.text
-    alert = Alert(
-        camera_id="door",
-        track_id=5,
-        match=world["match"],
-        ts=time.time(),
-        frame_ts=time.time(),
-        xyxy=(0.0, 0.0, 9.0, 9.0),
-        crop_jpeg=_jpeg(),
-        quality=0.4,
-    )
+    alert = _door_alert(world["match"], 5)
     alert_id = server.services.stores.add_alert(alert)
     server.services.notifier.wake()
 

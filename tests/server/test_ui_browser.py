@@ -24,10 +24,11 @@ from tests.server.ui_helpers import (
     PHONE,
     LiveServer,
     artifact,
+    chromium,
     chromium_available,
     collect_errors,
-    launch_chromium,
     login_page,
+    new_page,
 )
 
 pytestmark = pytest.mark.skipif(not chromium_available(), reason="needs /usr/bin/chromium and playwright")
@@ -67,21 +68,12 @@ def live(tmp_path_factory: pytest.TempPathFactory, engine) -> Iterator[LiveServe
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _new_page(browser: Any, live: LiveServer, viewport: dict[str, Any]) -> tuple[Any, Any, list[str]]:
-    ctx = browser.new_context(base_url=live.base_url, **viewport)
-    ctx.set_default_timeout(TIMEOUT_MS)
-    page = ctx.new_page()
-    return ctx, page, collect_errors(page)
+    return new_page(browser, live.base_url, viewport, TIMEOUT_MS)
 
 
 def _url(page_def: Any, live: LiveServer) -> str:

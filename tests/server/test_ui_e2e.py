@@ -27,10 +27,10 @@ from tests.server.ui_helpers import (
     PHONE,
     LiveServer,
     artifact,
+    chromium,
     chromium_available,
-    collect_errors,
-    launch_chromium,
     login_page,
+    new_page,
 )
 
 pytestmark = [
@@ -74,21 +74,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine) -> Iterator[LiveSer
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _context(browser: Any, server: LiveServer, viewport: dict[str, Any]) -> tuple[Any, Any, list[str]]:
-    ctx = browser.new_context(base_url=server.base_url, **viewport)
-    ctx.set_default_timeout(30_000)
-    page = ctx.new_page()
-    return ctx, page, collect_errors(page)
+    return new_page(browser, server.base_url, viewport, 30_000)
 
 
 def _add_camera(page: Any, camera_id: str, url: str) -> None:

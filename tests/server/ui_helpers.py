@@ -162,3 +162,27 @@ def collect_errors(page: Any) -> list[str]:
 
     page.on("console", on_console)
     return errors
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """The system Chromium under a Playwright session, closed on exit (for a module-scoped ``browser`` fixture)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def new_page(
+    browser: Any, base_url: str, viewport: dict[str, Any], timeout_ms: int = 30_000
+) -> tuple[Any, Any, list[str]]:
+    """A fresh browser context on ``base_url`` (``viewport``: ``DESKTOP`` or ``PHONE``), its page and the page's
+    error list (``collect_errors``); every wait defaults to ``timeout_ms``."""
+    ctx = browser.new_context(base_url=base_url, **viewport)
+    ctx.set_default_timeout(timeout_ms)
+    page = ctx.new_page()
+    return ctx, page, collect_errors(page)

@@ -116,9 +116,7 @@ def fit_fusion(
         a, b = (es.parts[p] for p in fusion.PARTS)
     except (OSError, ValueError, KeyError) as exc:
         fail(f"{embeddings}: {exc} (write it with `sightline eval embed --model fusion`)", as_json=as_json)
-    params = fusion.fit(
-        a, b, n_pairs=pairs, seed=seed, source=f"random pairs of {embeddings.name}", share_a=share_dlib
-    )
+    params = fusion.fit(a, b, n_pairs=pairs, seed=seed, source=f"random pairs of {embeddings.name}", share_a=share_dlib)
     doc = params.to_json()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")

@@ -32,7 +32,7 @@ _PACKAGE = "sightline.vision.embed"
 _SUFFIX = ".calibration.json"
 
 
-def _count_words(n: float) -> str:
+def count_words(n: float) -> str:
     """A count for people to read: 2 significant figures, '40 million' style above a million."""
     if n >= 1e9:
         return f"{float(f'{n / 1e9:.2g}'):g} billion"
@@ -144,12 +144,12 @@ class Calibration:
         """One line saying what a score means, e.g. 'about 1 in 20,000 strangers score this high'."""
         if self.is_bound(similarity):
             return (
-                f"fewer than 1 in {_count_words(self.n_impostor_pairs)} strangers score this high "
+                f"fewer than 1 in {count_words(self.n_impostor_pairs)} strangers score this high "
                 f"(higher than any of {self.n_impostor_pairs:,} impostor pairs in calibration)"
             )
         if similarity < self.curve_sim[0]:  # below the median impostor score
             return "more than half of strangers score this high"
-        return f"about 1 in {_count_words(1.0 / self.est_fmr(similarity))} strangers score this high"
+        return f"about 1 in {count_words(1.0 / self.est_fmr(similarity))} strangers score this high"
 
     # ---- list-size aware: a stranger searched against N people ---------------------------------
     def est_fpir(self, similarity: float, list_size: int) -> float:
@@ -191,10 +191,10 @@ class Calibration:
         p = self.est_fpir(similarity, n)
         who = f"{n:,} enrolled photos" if n != 1 else "one enrolled photo"
         if self.is_bound(similarity):
-            return f"fewer than 1 in {_count_words(1.0 / p)} strangers score this high against {who}"
+            return f"fewer than 1 in {count_words(1.0 / p)} strangers score this high against {who}"
         if p >= 0.5:
             return f"most strangers ({100 * p:.0f}%) score this high against {who}"
-        return f"about 1 in {_count_words(1.0 / p)} strangers score this high against {who}"
+        return f"about 1 in {count_words(1.0 / p)} strangers score this high against {who}"
 
     # ---- persistence ----------------------------------------------------------------------------
     @classmethod

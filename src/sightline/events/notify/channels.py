@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sightline.gallery.records import GalleryError
 from sightline.gallery.store import GalleryStore
 from sightline.registry import Registry
+from sightline.vision.calibration import count_words
 
 logger = logging.getLogger(__name__)
 
@@ -176,23 +177,13 @@ class AlertMessage:
         return doc
 
 
-def _count_words(n: float) -> str:
-    if n >= 1e9:
-        return f"{float(f'{n / 1e9:.2g}'):g} billion"
-    if n >= 1e6:
-        return f"{float(f'{n / 1e6:.2g}'):g} million"
-    if n >= 100:
-        return f"{round(float(f'{n:.2g}')):,}"
-    return f"{max(1, round(n)):,}"
-
-
 def describe_fmr(est_fmr: float) -> str:
     """One line for people: 'about 1 in 50,000 strangers score this high' (from the false-match rate)."""
     if not math.isfinite(est_fmr) or est_fmr >= 0.5:
         return "more than half of strangers score this high"
     if est_fmr <= 0:
         return "no stranger scored this high in calibration"
-    return f"about 1 in {_count_words(1.0 / est_fmr)} strangers score this high"
+    return f"about 1 in {count_words(1.0 / est_fmr)} strangers score this high"
 
 
 DeliveryOutcome = Literal["delivered", "retry", "permanent"]

@@ -297,6 +297,27 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _write_cache(path: Path, data: bytes, *, source_sha: str, source_name: str, builder_version: int) -> Path | None:
+    """Write a built model and its ``.json`` sidecar (source/model sha256, builder version, size) atomically.
+
+    Returns ``path``, or None (after a warning) when the cache cannot be written: the caller then uses the
+    model from memory, so a read-only or full cache directory costs a rebuild next time, never a failure."""
+    try:
+        _atomic_write(path, data)
+        sidecar = {
+            "source_sha256": source_sha,
+            "builder_version": builder_version,
+            "onnx_bytes": len(data),
+            "onnx_sha256": hashlib.sha256(data).hexdigest(),
+            "source_name": source_name,
+        }
+        _atomic_write(path.with_suffix(".json"), json.dumps(sidecar, indent=1).encode())
+    except OSError as exc:
+        logger.warning("could not write the onnx model cache %s (%s); using it from memory", path, exc)
+        return None
+    return path
+
+
 def load_or_build(kind: Kind, *, source: Path | None = None, cache_dir: Path | None = None) -> CachedModel:
     """The ONNX model for ``kind`` ("resnet" or "mmod"), from the cache or built from ``source``
     (default: the file shipped by face_recognition_models) and cached. A cache that cannot be
@@ -315,18 +336,7 @@ def load_or_build(kind: Kind, *, source: Path | None = None, cache_dir: Path | N
     net = _READERS[kind](src)
     model = _BUILDERS[kind](net, {"source_sha256": sha, "source_name": src.name, "builder_version": str(BUILD_VERSION)})
     data = model.SerializeToString()
-    try:
-        _atomic_write(path, data)
-        sidecar = {
-            "source_sha256": sha,
-            "builder_version": BUILD_VERSION,
-            "onnx_bytes": len(data),
-            "onnx_sha256": hashlib.sha256(data).hexdigest(),
-            "source_name": src.name,
-        }
-        _atomic_write(path.with_suffix(".json"), json.dumps(sidecar, indent=1).encode())
+    written = _write_cache(path, data, source_sha=sha, source_name=src.name, builder_version=BUILD_VERSION)
+    if written is not None:
         logger.info("built onnx %s model from %s -> %s", kind, src, path)
-    except OSError as exc:
-        logger.warning("could not write the onnx model cache %s (%s); using it from memory", path, exc)
-        return CachedModel(data, None, sha, built=True)
-    return CachedModel(data, path, sha, built=True)
+    return CachedModel(data, written, sha, built=True)

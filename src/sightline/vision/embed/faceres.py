@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from sightline.config import default_cache_dir
 from sightline.types import F32, Image
-from sightline.vision.backends.onnx_build import CachedModel, _atomic_write
+from sightline.vision.backends.onnx_build import CachedModel, _write_cache
 
 logger = logging.getLogger(__name__)
 
@@ -131,21 +131,10 @@ def load_onnx(model_json: Path | None = None, *, cache_dir: Path | None = None) 
     graph = tfjs.read_tfjs(model_json)
     meta = {"source_sha256": sha, "source_name": model_json.name, "builder_version": str(BUILD_VERSION)}
     data = tfjs.convert(graph, {OUTPUT_NODE: "embedding"}, meta=meta).SerializeToString()
-    try:
-        _atomic_write(path, data)
-        sidecar = {
-            "source_sha256": sha,
-            "builder_version": BUILD_VERSION,
-            "onnx_bytes": len(data),
-            "onnx_sha256": hashlib.sha256(data).hexdigest(),
-            "source_name": model_json.name,
-        }
-        _atomic_write(path.with_suffix(".json"), json.dumps(sidecar, indent=1).encode())
+    written = _write_cache(path, data, source_sha=sha, source_name=model_json.name, builder_version=BUILD_VERSION)
+    if written is not None:
         logger.info("converted faceres %s -> %s", model_json, path)
-    except OSError as exc:
-        logger.warning("could not write the onnx model cache %s (%s); using it from memory", path, exc)
-        return CachedModel(data, None, sha, built=True)
-    return CachedModel(data, path, sha, built=True)
+    return CachedModel(data, written, sha, built=True)
 
 
 class FaceresEmbedder:
