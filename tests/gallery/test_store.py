@@ -355,3 +355,19 @@ def test_closed_store_refuses_use(tmp_path):
     s.close()
     with pytest.raises(GalleryError, match="closed"):
         s.add_person("Ada")
+
+
+def test_template_count_per_model_and_watchlist(store):
+    a = store.add_person("Ada").id
+    b = store.add_person("Bob").id
+    store.add_template(a, model="m", descriptor=vec(1, 0), quality=0.9, photo_sha256=SHA_A)
+    store.add_template(a, model="m", descriptor=vec(0, 1), quality=0.9, photo_sha256=SHA_B)
+    store.add_template(b, model="m", descriptor=vec(1, 1), quality=0.9, photo_sha256=SHA_C)
+    store.add_template(b, model="other", descriptor=vec(1, 1), quality=0.9, photo_sha256=SHA_C)
+    wl = store.create_watchlist("Staff")
+    store.add_member(wl.id, a)
+    assert store.template_count("m") == 3
+    assert store.template_count("other") == 1
+    assert store.template_count("m", "staff") == 2  # names are case-insensitive
+    assert store.template_count("other", "Staff") == 0
+    assert store.template_count("m", "no such list") == 0

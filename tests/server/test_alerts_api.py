@@ -70,6 +70,11 @@ def test_list_filter_get_crop_and_decide(server, world):
     assert [a["id"] for a in alerts] == world["alert_ids"][::-1]  # newest first
     a = alerts[0]
     assert a["person_name"] == "Ada" and a["status"] == "new" and a["meaning"]
+    # what the score means against the whole list: Ada's one template on 'wanted' -> N = 1
+    cal = server.services.engine.calibration
+    assert a["list_templates"] == 1
+    assert a["stranger_rate"] == pytest.approx(cal.est_fmr(a["similarity"]))  # N = 1: FPIR = FMR
+    assert "1 enrolled photos" in a["meaning_for_list"] or "one enrolled photo" in a["meaning_for_list"]
     assert a["crop_url"] == f"/api/alerts/{a['id']}/crop"
     assert a["enrolled_crop_url"].startswith(f"/api/persons/{world['person_id']}/photos/")
     assert [x["camera_id"] for x in op.get("/api/alerts?camera=door").json()] == ["door"]

@@ -177,6 +177,7 @@ def test_live_alert_appears_and_is_confirmed(browser: Any, live: LiveServer, vie
             c.close()
         assert public["meaning"] in card.locator(".meaning").text_content()
         assert "estimated false-match rate" in card.locator(".meaning").text_content()
+        assert public["meaning_for_list"] in card.locator(".list-meaning").text_content()
         imgs = card.locator(".shots img")
         assert imgs.count() == 2
         page.wait_for_function(

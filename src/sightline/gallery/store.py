@@ -782,6 +782,23 @@ class GalleryStore:
     def delete_template(self, template_id: int) -> bool:
         return self._write("DELETE FROM templates WHERE id = ?", (template_id,)).rowcount > 0
 
+    def template_count(self, model: str, watchlist: str | None = None) -> int:
+        """Templates of ``model`` a search compares a face with: those of the members of ``watchlist``
+        (by name, case-insensitive), or of the whole gallery when None. 0 for an unknown list."""
+        if watchlist is None:
+            row = self._conn().execute("SELECT count(*) FROM templates WHERE model = ?", (model,)).fetchone()
+        else:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT count(*) FROM templates t JOIN watchlist_members m ON m.person_id = t.person_id "
+                    "JOIN watchlists w ON w.id = m.watchlist_id WHERE t.model = ? AND w.name = ?",
+                    (model, watchlist),
+                )
+                .fetchone()
+            )
+        return int(row[0])
+
     def model_counts(self) -> dict[str, int]:
         """Templates per descriptor model."""
         rows = self._conn().execute("SELECT model, count(*) FROM templates GROUP BY model ORDER BY model")

@@ -202,6 +202,9 @@ class CandidatePublic(BaseModel):
     is_match: bool
     est_fmr: float
     meaning: str
+    list_templates: int = Field(description="Templates searched (the list's size for the estimate below)")
+    stranger_rate: float = Field(description="Estimated chance that a stranger scores this high against the list")
+    meaning_for_list: str
     crop_url: str | None
 
 
@@ -228,6 +231,9 @@ class AlertPublic(BaseModel):
     threshold: float
     est_fmr: float
     meaning: str
+    list_templates: int = Field(description="Templates of the alert's watchlist now (the size behind the estimate)")
+    stranger_rate: float = Field(description="Estimated chance that a stranger scores this high against the list")
+    meaning_for_list: str
     ts: float
     xyxy: list[float]
     quality: float

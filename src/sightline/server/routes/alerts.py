@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sightline.events import StoredAlert
 from sightline.server.auth import ALERT_DECIDERS, ALERT_READERS, CurrentUser, require_roles, ws_require_roles
-from sightline.server.deps import RowId, RowIdQuery, Svc, audit, crop_response, meaning
+from sightline.server.deps import RowId, RowIdQuery, Svc, audit, crop_response, list_meaning, meaning
 from sightline.server.routes.persons import best_crops
 from sightline.server.schemas import AlertPublic, DecisionIn
 from sightline.server.services import Services
@@ -53,6 +53,7 @@ def alert_public(
     cache: dict[int, str | None] | None = None,
 ) -> AlertPublic:
     m = alert.match
+    n, rate, words = list_meaning(svc, m.similarity, m.watchlist)
     return AlertPublic(
         id=alert_id,
         camera_id=alert.camera_id,
@@ -64,6 +65,9 @@ def alert_public(
         threshold=round(float(m.threshold), 4),
         est_fmr=float(m.est_fmr),
         meaning=meaning(svc, m.similarity),
+        list_templates=n,
+        stranger_rate=rate,
+        meaning_for_list=words,
         ts=float(alert.ts),
         xyxy=[round(float(v), 1) for v in alert.xyxy],
         quality=round(float(alert.quality), 4),

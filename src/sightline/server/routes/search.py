@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 
 from sightline.imaging import ImageError, load_image
 from sightline.server.auth import SEARCHERS, CurrentUser, require_roles
-from sightline.server.deps import Svc, audit, meaning, read_upload, reason_required
+from sightline.server.deps import Svc, audit, list_meaning, meaning, read_upload, reason_required
 from sightline.server.routes.persons import crop_url
 from sightline.server.schemas import CandidatePublic, FacePublic, SearchOut
 from sightline.server.services import Services
+from sightline.types import Candidate
 
 router = APIRouter(prefix="/api", tags=["search"])
 Searcher = Annotated[CurrentUser, Depends(require_roles(*SEARCHERS))]
@@ -52,24 +53,30 @@ def search(
         raise
     results = svc.gallery.search(img, watchlist=wl.name if wl else None, top_k=top_k)
     threshold = results[0].threshold if results else svc.gallery._threshold(wl)
+    scope = wl.name if wl else None
+
+    def candidate(c: Candidate) -> CandidatePublic:
+        n, rate, words = list_meaning(svc, c.similarity, scope)
+        return CandidatePublic(
+            person_id=c.person_id,
+            name=c.name,
+            external_id=c.external_id,
+            similarity=round(float(c.similarity), 4),
+            threshold=round(float(c.threshold), 4),
+            is_match=c.is_match,
+            est_fmr=c.est_fmr,
+            meaning=meaning(svc, c.similarity),
+            list_templates=n,
+            stranger_rate=rate,
+            meaning_for_list=words,
+            crop_url=None if c.template_id is None else crop_url(c.person_id, c.template_id),
+        )
+
     faces = [
         FacePublic(
             xyxy=[round(float(v), 1) for v in r.face.xyxy],
             quality=round(float(r.face.quality.score), 4),
-            candidates=[
-                CandidatePublic(
-                    person_id=c.person_id,
-                    name=c.name,
-                    external_id=c.external_id,
-                    similarity=round(float(c.similarity), 4),
-                    threshold=round(float(c.threshold), 4),
-                    is_match=c.is_match,
-                    est_fmr=c.est_fmr,
-                    meaning=meaning(svc, c.similarity),
-                    crop_url=None if c.template_id is None else crop_url(c.person_id, c.template_id),
-                )
-                for c in r.candidates
-            ],
+            candidates=[candidate(c) for c in r.candidates],
         )
         for r in results
     ]

@@ -53,6 +53,7 @@ function fillCard(card, a, opts) {
     h("p", { class: "meaning" },
       meaning ? meaning + " · " : "",
       "estimated false-match rate ", h("strong", {}, fmtFmr(a.est_fmr))),
+    a.meaning_for_list ? h("p", { class: "list-meaning small" }, `Against this list: ${a.meaning_for_list}`) : null,
     h("dl", { class: "facts" },
       h("dt", {}, "Camera"), h("dd", { class: "camera" }, a.camera_id || "—"),
       h("dt", {}, "Time"), h("dd", { title: fmtTime(a.ts) }, `${fmtTime(a.ts)} (${fmtAgo(a.ts)})`)),

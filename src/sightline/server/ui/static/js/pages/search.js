@@ -28,7 +28,8 @@ function candidateRow(c) {
         c.is_match === undefined ? null
           : h("span", { class: `status-badge ${c.is_match ? "confirmed" : "new"}` }, c.is_match ? "Above threshold" : "Below threshold")),
       h("p", { class: "small" }, h("strong", {}, fmtNum(c.similarity, 2)), " similarity",
-        c.meaning ? ` · ${c.meaning}` : "", " · est. false-match rate ", fmtFmr(c.est_fmr))));
+        c.meaning ? ` · ${c.meaning}` : "", " · est. false-match rate ", fmtFmr(c.est_fmr)),
+      c.meaning_for_list ? h("p", { class: "small list-meaning" }, `Against the list searched: ${c.meaning_for_list}`) : null));
 }
 
 function showResults(res) {
