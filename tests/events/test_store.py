@@ -242,3 +242,27 @@ def test_watchlist_changes_move_the_watchlist_generation(store, person):
     other = store.add_person("Bob").id
     store.add_template(other, model="m", descriptor=np.ones(4, np.float32) / 2, quality=0.5, photo_sha256=SHA)
     assert store.watchlists_generation() == before_template  # templates have their own counter
+
+
+def test_alert_ids_are_never_reused_after_the_newest_is_deleted(tmp_path):
+    """Receivers de-duplicate notifications by alert id: deleting (purging, erasing) the newest alert must
+    not hand its id to the next one (schema 4 made the alerts table AUTOINCREMENT)."""
+    from sightline.events import EventStores
+    from sightline.gallery import GalleryStore
+    from sightline.types import Alert, Match
+
+    store = GalleryStore(tmp_path / "g.sqlite3")
+    pid = store.add_person("Ada").id
+    stores = EventStores(store)
+    m = Match(person_id=pid, name="Ada", watchlist="w", similarity=0.9, threshold=0.8, est_fmr=1e-5)
+
+    def add() -> int:
+        return stores.add_alert(
+            Alert(camera_id="c", track_id=1, match=m, ts=1.0, frame_ts=1.0, xyxy=(0, 0, 1, 1), crop_jpeg=b"x")
+        )
+
+    first = add()
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM alerts WHERE id = ?", (first,))
+    assert add() > first
+    store.close()

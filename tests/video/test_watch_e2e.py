@@ -238,8 +238,28 @@ def sightline(data_dir: Path, *args: str, timeout: float = 60) -> subprocess.Com
 @pytest.mark.timeout(90)
 def test_cli_watch_json_prints_alert_line(watch_clip: Clip, gallery: Gallery) -> None:
     """`sightline watch FILE --watchlist wanted --json --duration N`: one JSON line for obama on stdout,
-    JSON stats lines on stderr, exit 0 (the file ends before the duration)."""
+    JSON stats lines on stderr, exit 0 (the file ends before the duration); an alert past the retention
+    limit (90 days) is purged by the watch itself, with an audit entry."""
+    from sightline.governance.audit import AuditLog
+    from sightline.types import Match
+
     data = gallery.store.path.parent
+    obama_id = gallery.store.find_persons(name="obama")[0].id
+    old = time.time() - 100 * 86400
+    expired = EventStores(gallery.store).add_alert(
+        Alert(
+            camera_id="old-cam",
+            track_id=1,
+            match=Match(
+                person_id=obama_id, name="obama", watchlist="wanted", similarity=0.95, threshold=0.93, est_fmr=1e-6
+            ),
+            ts=old,
+            frame_ts=old,
+            xyxy=(1.0, 2.0, 30.0, 40.0),
+            crop_jpeg=b"\xff\xd8\xff\xd9",
+            quality=0.5,
+        )
+    )
     t0 = time.monotonic()
     out = sightline(data, "watch", str(watch_clip.path), "--watchlist", "wanted", "--json", "--duration", "30")
     took = time.monotonic() - t0
@@ -254,6 +274,9 @@ def test_cli_watch_json_prints_alert_line(watch_clip: Clip, gallery: Gallery) ->
     assert stats and stats[-1]["camera"] == "watch" and stats[-1]["alerts"] == 1
     assert stats[-1]["state"] == "ended" and stats[-1]["analysed"] >= 30  # 7 s at 5 fps = 35
     assert took < 25  # ended with the file, not at --duration
+    assert EventStores(gallery.store).alerts.get(expired) is None  # purged by the watch's retention job
+    purges = AuditLog(gallery.store).query(action="retention.purge")
+    assert any(e.actor == "system:retention" for e in purges), purges
 
 
 @pytest.mark.timeout(30)

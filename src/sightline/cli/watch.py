@@ -263,10 +263,12 @@ def watch_cmd(
     duration: float | None,
     as_json: bool,
 ) -> None:
-    from sightline.config import NotifyConfig, WatchConfig
+    from sightline.config import NotifyConfig, RetentionConfig, WatchConfig
     from sightline.events import EventBus, EventStores
     from sightline.events.notify import Notifier
     from sightline.gallery import GalleryError
+    from sightline.governance.audit import AuditLog
+    from sightline.governance.retention import RetentionJob
     from sightline.types import Alert
     from sightline.video.supervisor import Supervisor
     from sightline.vision.engine import FaceEngine
@@ -330,7 +332,11 @@ def watch_cmd(
     # outbox the alert store fills; this worker sends them while the watch runs, and what is still
     # pending at exit is sent by the next `sightline watch`, `sightline serve` or `sightline notify run`.
     notifier = Notifier(gallery.store, NotifyConfig(), bus=bus)
+    # The retention limits hold while only `sightline watch` runs (no server): alerts, matched sightings
+    # and kept unmatched sightings past their maximum age are purged at start and every purge interval.
+    retention = RetentionJob(gallery.store, RetentionConfig(), audit=AuditLog(gallery.store))
     try:
+        retention.start()
         notifier.start()
         sup.start()
         while not stop.is_set():
@@ -350,6 +356,7 @@ def watch_cmd(
     finally:
         sup.stop()
         notifier.stop()
+        retention.stop()
         if old is not None:
             signal.signal(signal.SIGTERM, old)
     for a in alerts.drain():

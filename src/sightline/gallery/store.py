@@ -194,6 +194,7 @@ SEALED_BLOB_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 #: Schema version 4: the operator console and accountability.
+#: - ``alerts`` rebuilt with AUTOINCREMENT ids (never reused: notification payloads carry them).
 #: - ``templates`` rebuilt (SQLite cannot alter a CHECK) so a descriptor may be sealed, with ``crop_jpeg``
 #:   (the enrolled face crop shown beside an alert's crop, exported and erased with the person).
 #: - ``users`` / ``sessions`` / ``api_tokens`` (``sightline.server.auth``): argon2 hashes; a session cookie
@@ -203,7 +204,20 @@ SEALED_BLOB_COLUMNS: tuple[tuple[str, str], ...] = (
 #: - ``audit_log`` (``sightline.governance.audit``): append-only (triggers refuse UPDATE and DELETE), each
 #:   row carrying the sha256 of the previous one; never holds biometric data.
 #: Frozen once released.
+_ALERTS_V2 = SCHEMA_V2[0]
+assert _ALERTS_V2.startswith("CREATE TABLE alerts (") and "id          INTEGER PRIMARY KEY," in _ALERTS_V2
+
 SCHEMA_V4: tuple[str, ...] = (
+    # alerts rebuilt with AUTOINCREMENT: an alert id is never reused after the newest alert is purged or
+    # erased, so a notification receiver that de-duplicates by alert id never drops a new alert.
+    "ALTER TABLE alerts RENAME TO alerts_v3",
+    _ALERTS_V2.replace("id          INTEGER PRIMARY KEY,", "id          INTEGER PRIMARY KEY AUTOINCREMENT,"),
+    "INSERT INTO alerts SELECT * FROM alerts_v3",
+    "DROP TABLE alerts_v3",
+    "CREATE INDEX alerts_camera_ts ON alerts(camera_id, ts)",
+    "CREATE INDEX alerts_ts ON alerts(ts)",
+    "CREATE INDEX alerts_person ON alerts(person_id)",
+    "CREATE INDEX alerts_status_ts ON alerts(status, ts)",
     "ALTER TABLE templates RENAME TO templates_v3",
     """CREATE TABLE templates (
         id           INTEGER PRIMARY KEY,
