@@ -22,10 +22,10 @@ from pydantic import BaseModel, Field
 from sightline.governance.audit import AuditEntry, AuditError, ChainHead, parse_when
 from sightline.server.auth import CurrentUser, require_roles
 from sightline.server.deps import Svc, audit
+from sightline.server.schemas import MAX_ID
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 Auditor = Annotated[CurrentUser, Depends(require_roles("auditor", "admin"))]
-_MAX_ID = 2**63 - 1  # SQLite's INTEGER range
 
 
 class AuditEntryPublic(BaseModel):
@@ -79,7 +79,7 @@ def filters(
         str | None, Query(max_length=100, description="Action (search.photo) or family (search.*)")
     ] = None,
     target: Annotated[str | None, Query(max_length=200, description="Exact target, e.g. person:12")] = None,
-    person_id: Annotated[int | None, Query(ge=1, le=_MAX_ID, description="Entries naming this person")] = None,
+    person_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Entries naming this person")] = None,
     outcome: Annotated[str | None, Query(max_length=40, description="ok, denied, failed ...")] = None,
     since: Annotated[str | None, Query(max_length=64, description="ts >= this: epoch s, ISO time or 24h / 7d")] = None,
     until: Annotated[str | None, Query(max_length=64, description="ts < this (same forms)")] = None,
@@ -159,7 +159,7 @@ def export_audit(
 def verify_audit(
     svc: Svc,
     _user: Auditor,
-    anchor_seq: Annotated[int | None, Query(ge=0, le=_MAX_ID, description="Seq of a chain head saved earlier")] = None,
+    anchor_seq: Annotated[int | None, Query(ge=0, le=MAX_ID, description="Seq of a chain head saved earlier")] = None,
     anchor_hash: Annotated[
         str | None, Query(pattern="^[0-9a-f]{64}$", description="Hash of that saved chain head")
     ] = None,
