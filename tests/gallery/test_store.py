@@ -357,7 +357,7 @@ def test_closed_store_refuses_use(tmp_path):
         s.add_person("Ada")
 
 
-def test_template_count_per_model_and_watchlist(store):
+def test_template_counts_per_model_and_watchlist(store):
     a = store.add_person("Ada").id
     b = store.add_person("Bob").id
     store.add_template(a, model="m", descriptor=vec(1, 0), quality=0.9, photo_sha256=SHA_A)
@@ -366,8 +366,8 @@ def test_template_count_per_model_and_watchlist(store):
     store.add_template(b, model="other", descriptor=vec(1, 1), quality=0.9, photo_sha256=SHA_C)
     wl = store.create_watchlist("Staff")
     store.add_member(wl.id, a)
-    assert store.template_count("m") == 3
-    assert store.template_count("other") == 1
-    assert store.template_count("m", "staff") == 2  # names are case-insensitive
-    assert store.template_count("other", "Staff") == 0
-    assert store.template_count("m", "no such list") == 0
+    assert store.template_counts("m") == (2, 3)
+    assert store.template_counts("other") == (1, 1)
+    assert store.template_counts("m", "staff") == (1, 2)  # names are case-insensitive
+    assert store.template_counts("other", "Staff") == (0, 0)
+    assert store.template_counts("m", "no such list") == (0, 0)

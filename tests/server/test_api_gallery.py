@@ -95,7 +95,7 @@ def test_enroll_search_and_delete_round_trip(srv):
     assert top["name"] == "Barack Obama" and top["is_match"] and top["similarity"] >= res["threshold"]
     assert "strangers" in top["meaning"] and top["crop_url"].startswith(f"/api/persons/{obama['id']}/photos/")
     # the list-aware meaning counts every template of the list searched (a stranger gets N chances)
-    n_wanted = srv.services.gallery.store.template_count(srv.services.engine.model, "wanted")
+    n_wanted = srv.services.gallery.store.template_counts(srv.services.engine.model, "wanted")[1]
     assert top["list_templates"] == n_wanted >= 1
     assert top["stranger_rate"] >= top["est_fmr"] and "against" in top["meaning_for_list"]
     # a photo of someone else is no match

@@ -796,22 +796,21 @@ class GalleryStore:
     def delete_template(self, template_id: int) -> bool:
         return self._write("DELETE FROM templates WHERE id = ?", (template_id,)).rowcount > 0
 
-    def template_count(self, model: str, watchlist: str | None = None) -> int:
-        """Templates of ``model`` a search compares a face with: those of the members of ``watchlist``
-        (by name, case-insensitive), or of the whole gallery when None. 0 for an unknown list."""
+    def template_counts(self, model: str, watchlist: str | None = None) -> tuple[int, int]:
+        """(persons, templates) of ``model`` a search compares a face with: the members of ``watchlist``
+        (by name, case-insensitive), or the whole gallery when None. (0, 0) for an unknown list.
+        Counted in SQL: no descriptor is read (or unsealed)."""
         if watchlist is None:
-            row = self._conn().execute("SELECT count(*) FROM templates WHERE model = ?", (model,)).fetchone()
+            sql, params = "SELECT count(DISTINCT person_id), count(*) FROM templates WHERE model = ?", (model,)
         else:
-            row = (
-                self._conn()
-                .execute(
-                    "SELECT count(*) FROM templates t JOIN watchlist_members m ON m.person_id = t.person_id "
-                    "JOIN watchlists w ON w.id = m.watchlist_id WHERE t.model = ? AND w.name = ?",
-                    (model, watchlist),
-                )
-                .fetchone()
+            sql = (
+                "SELECT count(DISTINCT t.person_id), count(*) FROM templates t "
+                "JOIN watchlist_members m ON m.person_id = t.person_id "
+                "JOIN watchlists w ON w.id = m.watchlist_id WHERE t.model = ? AND w.name = ?"
             )
-        return int(row[0])
+            params = (model, watchlist)
+        persons, templates = self._conn().execute(sql, params).fetchone()
+        return int(persons), int(templates)
 
     def model_counts(self) -> dict[str, int]:
         """Templates per descriptor model."""

@@ -37,8 +37,6 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
     from sightline.gallery.service import Gallery
 
@@ -161,16 +159,9 @@ class ScoreMeaning:
 
 def list_counts(gallery: Gallery, watchlist: str | None) -> tuple[int, int]:
     """(persons, templates of the engine's model) a search of ``watchlist`` (None: the whole gallery)
-    compares against. Reads the descriptors once (the matcher's snapshot cost)."""
-    store = gallery.store
-    _, pids, _ = store.load_descriptors(gallery.engine.model)
-    if pids is None:
-        return 0, 0
-    pids = np.asarray(pids)
-    if watchlist is not None:
-        members = store.member_ids(gallery.get_watchlist(watchlist).id)
-        pids = pids[np.isin(pids, np.fromiter(members, np.int64, len(members)))]
-    return len(np.unique(pids)), len(pids)
+    compares against. Raises ``UnknownWatchlistError`` for a missing list."""
+    name = None if watchlist is None else gallery.get_watchlist(watchlist).name
+    return gallery.store.template_counts(gallery.engine.model, name)
 
 
 def score_meaning(calibration: object, similarity: float, size: int) -> ScoreMeaning:

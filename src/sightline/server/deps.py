@@ -82,18 +82,23 @@ def meaning(services: Services, similarity: float) -> str:
     return f"about {cal.est_fmr(similarity):.2g} of strangers score this high"
 
 
-def list_meaning(services: Services, similarity: float, watchlist: str | None) -> tuple[int, float, str]:
-    """(templates searched, estimated chance that a stranger scores ``similarity`` or more against
-    them, that chance in words) for ``watchlist`` (None: the whole gallery). A list of N templates
-    gives a stranger N chances: FPIR = 1 - (1 - FMR)^N (``Calibration.est_fpir``; measured to
-    over-state the open-set FPIR 1.3-2.4x, docs/BENCHMARKS.md §6)."""
-    n = max(1, services.gallery.store.template_count(services.engine.model, watchlist))
+def list_size(services: Services, watchlist: str | None) -> int:
+    """Templates a search of ``watchlist`` (None: the whole gallery) compares a face with, at least 1:
+    the N of the list-aware meaning below. One SQL count; compute it once per list and request."""
+    return max(1, services.gallery.store.template_counts(services.engine.model, watchlist)[1])
+
+
+def list_meaning(services: Services, similarity: float, n: int) -> tuple[float, str]:
+    """(estimated chance that a stranger scores ``similarity`` or more against a list of ``n``
+    templates (``list_size``), that chance in words). A list of N templates gives a stranger N
+    chances: FPIR = 1 - (1 - FMR)^N (``Calibration.est_fpir``; measured to over-state the open-set
+    FPIR 1.3-2.4x, docs/BENCHMARKS.md §6)."""
     cal = services.engine.calibration
     if hasattr(cal, "est_fpir") and hasattr(cal, "describe_for_list"):
-        return n, float(cal.est_fpir(similarity, n)), str(cal.describe_for_list(similarity, n))
+        return float(cal.est_fpir(similarity, n)), str(cal.describe_for_list(similarity, n))
     # a calibration that only knows the per-comparison rate (the CalibrationLike minimum)
     rate = 1.0 - (1.0 - float(cal.est_fmr(similarity))) ** n
-    return n, rate, f"about {rate:.2g} of strangers score this high against {n:,} enrolled photos"
+    return rate, f"about {rate:.2g} of strangers score this high against {n:,} enrolled photos"
 
 
 def crop_response(data: bytes | None, what: str) -> Any:

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sightline.events import StoredAlert
 from sightline.server.auth import ALERT_DECIDERS, ALERT_READERS, CurrentUser, require_roles, ws_require_roles
-from sightline.server.deps import RowId, RowIdQuery, Svc, audit, crop_response, list_meaning, meaning
+from sightline.server.deps import RowId, RowIdQuery, Svc, audit, crop_response, list_meaning, list_size, meaning
 from sightline.server.routes.persons import best_crops
 from sightline.server.schemas import AlertPublic, DecisionIn
 from sightline.server.services import Services
@@ -51,9 +51,17 @@ def alert_public(
     *,
     stored: StoredAlert | None = None,
     cache: dict[int, str | None] | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> AlertPublic:
+    """``cache``: enrolled-crop URLs by person; ``sizes``: list sizes by watchlist — pass dicts shared by
+    the alerts of one response so each is looked up once."""
     m = alert.match
-    n, rate, words = list_meaning(svc, m.similarity, m.watchlist)
+    n = None if sizes is None else sizes.get(m.watchlist)
+    if n is None:
+        n = list_size(svc, m.watchlist)
+        if sizes is not None:
+            sizes[m.watchlist] = n
+    rate, words = list_meaning(svc, m.similarity, n)
     return AlertPublic(
         id=alert_id,
         camera_id=alert.camera_id,
@@ -80,8 +88,13 @@ def alert_public(
     )
 
 
-def _stored_public(svc: Services, s: StoredAlert, cache: dict[int, str | None] | None = None) -> AlertPublic:
-    return alert_public(svc, s.alert, s.id, stored=s, cache=cache)
+def _stored_public(
+    svc: Services,
+    s: StoredAlert,
+    cache: dict[int, str | None] | None = None,
+    sizes: dict[str, int] | None = None,
+) -> AlertPublic:
+    return alert_public(svc, s.alert, s.id, stored=s, cache=cache, sizes=sizes)
 
 
 @router.get("")
@@ -105,7 +118,8 @@ def list_alerts(
         limit=limit,
     )
     cache: dict[int, str | None] = {}
-    return [_stored_public(svc, s, cache) for s in rows]
+    sizes: dict[str, int] = {}
+    return [_stored_public(svc, s, cache, sizes) for s in rows]
 
 
 def _get(svc: Services, alert_id: int) -> StoredAlert:

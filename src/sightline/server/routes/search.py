@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 
 from sightline.imaging import ImageError, load_image
 from sightline.server.auth import SEARCHERS, CurrentUser, require_roles
-from sightline.server.deps import Svc, audit, list_meaning, meaning, read_upload, reason_required
+from sightline.server.deps import Svc, audit, list_meaning, list_size, meaning, read_upload, reason_required
 from sightline.server.routes.persons import crop_url
 from sightline.server.schemas import CandidatePublic, FacePublic, SearchOut
 from sightline.server.services import Services
@@ -53,10 +53,10 @@ def search(
         raise
     results = svc.gallery.search(img, watchlist=wl.name if wl else None, top_k=top_k)
     threshold = results[0].threshold if results else svc.gallery._threshold(wl)
-    scope = wl.name if wl else None
+    n = list_size(svc, wl.name if wl else None)  # the same list for every candidate
 
     def candidate(c: Candidate) -> CandidatePublic:
-        n, rate, words = list_meaning(svc, c.similarity, scope)
+        rate, words = list_meaning(svc, c.similarity, n)
         return CandidatePublic(
             person_id=c.person_id,
             name=c.name,
