@@ -11,47 +11,42 @@ For each share s (dlib s, faceres 1 - s) it scores, from one fusion npz (the par
     .venv/bin/python benchmarks/fusion_share.py --npz out/fusion/lfw_fusion.npz \
         --pairs ../shared/data/lfw/pairs.txt > docs/results/fusion_share.json
 
-Memory: one (1024, N) block of scores at a time; ~1 min per share for N = 9,094 on 2 cores.
+The all-pairs figures come from `sightline.eval.calibration.build_calibration` on the templates fused
+with each share, so they follow the shipped calibration files' threshold convention exactly.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 import numpy as np
 
+from sightline.eval.calibration import build_calibration
 from sightline.eval.lfw import evaluate_lfw, pair_scores
 from sightline.eval.pairs import read_pairs
 from sightline.vision.embed import fusion
 
 
-def all_pairs_fnmr(a: np.ndarray, b: np.ndarray, labels: np.ndarray, ka: float, kb: float) -> dict[str, float]:
-    """FNMR at FMR 1e-3/1e-4/1e-5 of the score ka * cos_a + kb * cos_b over every pair of rows."""
-    n = len(a)
-    gen: list[np.ndarray] = []
-    top: list[np.ndarray] = []
-    keep = 60_000  # > FMR 1e-3 x 41 M impostors
-    for i0 in range(0, n, 1024):
-        i1 = min(n, i0 + 1024)
-        s = ka * (a[i0:i1] @ a.T) + kb * (b[i0:i1] @ b.T)
-        upper = np.arange(n)[None, :] > np.arange(i0, i1)[:, None]
-        same = labels[i0:i1, None] == labels[None, :]
-        gen.append(s[upper & same])
-        imp = s[upper & ~same]
-        k = min(keep, imp.size)
-        top.append(np.partition(imp, imp.size - k)[imp.size - k :])
-    g = np.concatenate(gen)
-    t = np.sort(np.concatenate(top))[::-1]
-    n_imp = n * (n - 1) // 2 - g.size
-    out = {}
-    for fmr in (1e-3, 1e-4, 1e-5):
-        k = int(fmr * n_imp)
-        out[f"fnmr_at_fmr_{fmr:g}"] = float((g <= t[k]).mean())
-    out["genuine_pairs"] = int(g.size)
-    out["impostor_pairs"] = int(n_imp)
-    return out
+def all_pairs_fnmr(a: np.ndarray, b: np.ndarray, names: np.ndarray, params: fusion.FusionParams) -> dict[str, float]:
+    """FNMR at FMR 1e-3/1e-4/1e-5 over every pair of rows of the templates fused with ``params``: the
+    same computation (and threshold convention) as the shipped calibration files."""
+    doc = build_calibration(fusion.fuse(a, b, params), names, model=params.model, source="fusion_share")
+    fnmr = doc["fnmr_at_fmr"]
+    assert isinstance(fnmr, dict)
+    return {
+        **{f"fnmr_at_fmr_{float(k):g}": v for k, v in fnmr.items() if float(k) in (1e-3, 1e-4, 1e-5)},
+        "genuine_pairs": doc["n_genuine_pairs"],
+        "impostor_pairs": doc["n_impostor_pairs"],
+    }
+
+
+def _with_share(params: fusion.FusionParams, share: float) -> fusion.FusionParams:
+    """``params`` with dlib's share ``share`` (1.0, dlib alone, kept just inside the allowed open range)."""
+    share = min(max(share, 1e-9), 1 - 1e-9)
+    return dataclasses.replace(params, share=(share, 1.0 - share))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     b_all = d[f"part_{fusion.PARTS[1]}"].astype(np.float32)
     names, paths = d["names"], d["paths"]
     ok = ~(np.isnan(a_all).any(1) | np.isnan(b_all).any(1))
-    _, labels = np.unique(names[ok], return_inverse=True)
     params = fusion.fit(a_all[ok], b_all[ok])  # impostor mean / spread of each part (no labels)
     pairs = read_pairs(args.pairs)
     y, folds = np.asarray(pairs.is_same, bool), np.asarray(pairs.folds)
@@ -73,12 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     zb = (pair_scores(b_all, paths, pairs) - params.mu[1]) / params.sd[1]
     rows = []
     for share in (float(x) for x in args.shares.split(",")):
-        ka, kb = share / params.sd[0], (1 - share) / params.sd[1]
         r = evaluate_lfw(share * za + (1 - share) * zb, y, folds)
         rows.append(
             {
                 "share_dlib": share,
-                "all_pairs": all_pairs_fnmr(a_all[ok], b_all[ok], labels, ka, kb),
+                "all_pairs": all_pairs_fnmr(a_all[ok], b_all[ok], names[ok], _with_share(params, share)),
                 "pairs_txt": {
                     "accuracy": r.accuracy_mean,
                     "accuracy_se": r.accuracy_se,
