@@ -22,6 +22,7 @@ def invoke(*args: str, code: int = 0) -> dict:
 def test_bench_streams_cpu_compares_variants_on_the_same_frames() -> None:
     out = invoke("bench", "streams-cpu", "--variants", "full,roi", "--loops", "1", "--json")
     assert out["benchmark"] == "streams_cpu" and out["reference_variant"] == "full"
+    assert out["model"] == "dlib_resnet_v1"
     full, roi = out["rows"]
     assert (full["variant"], roi["variant"]) == ("full", "roi")
     assert full["frames"] == roi["frames"] == 15  # one 3 s pass at 5 fps
@@ -34,6 +35,18 @@ def test_bench_streams_cpu_compares_variants_on_the_same_frames() -> None:
         assert set(row["cpu_ms_per_frame_by_stage"]) == {"detect", "track", "bestshot", "embed", "match"}
     assert set(out["decode"]) == {"threads_1", "threads_2"}
     assert out["gil_probe_full_frame_hog"]["scanner_cpu_s"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_bench_streams_cpu_measures_the_global_model() -> None:
+    """`sightline --model fusion bench ...` benchmarks fusion (it measured dlib before, whatever --model said):
+    the gallery is enrolled and the workers embed with the fused model, so the people on the clip still alert."""
+    out = invoke("--model", "fusion", "bench", "streams-cpu", "--variants", "roi", "--loops", "1", "--json")
+    assert out["model"] == "fusion_dlib_faceres_v1"
+    (roi,) = out["rows"]
+    assert roi["recall"] == 1.0 and roi["alerts"] >= 3 and roi["embeds"] >= 3
+    assert roi["cpu_ms_per_frame_by_stage"]["embed"] > 0
 
 
 def test_bench_streams_cpu_rejects_an_unknown_variant() -> None:
@@ -52,6 +65,7 @@ def test_bench_streams_one_live_stream_end_to_end() -> None:
     """One RTSP stream from the local server, 2 s measured: the row has every field the docs quote."""
     out = invoke("bench", "streams", "--counts", "1", "--seconds", "2", "--json")
     assert out["benchmark"] == "streams" and out["detect_mode"] == "roi" and out["full_detect_s"] == 2.0
+    assert out["model"] == "dlib_resnet_v1"
     (row,) = out["rows"]
     assert row["streams"] == 1 and out["max_streams"] == (1 if row["keeps_up"] else 0)
     for key in ("analysed_fps_per_camera", "dropped_frames", "latency_p50_s", "latency_p95_s", "cpu_cores"):

@@ -523,6 +523,7 @@ def bench_engine(
 
 @bench_app.command("streams")
 def bench_streams(
+    ctx: typer.Context,
     counts: Annotated[
         str, typer.Option(help="Stream counts to try, comma-separated, in order; stops at the first that fails.")
     ] = "1,2,4,6,8,10,12,16",
@@ -560,12 +561,14 @@ def bench_streams(
         motion_gate=motion_gate,
         detect_mode=detect_mode,
         full_detect_s=full_detect_s,
+        model=_state(ctx).settings.engine.model,
     )
     emit(as_json, result, lambda: emit_json(result))
 
 
 @bench_app.command("streams-cpu")
 def bench_streams_cpu(
+    ctx: typer.Context,
     variants: Annotated[
         str, typer.Option(help="Worker variants, comma-separated; the first is the recall reference.")
     ] = "full,roi,roi_full1s,roi_busy_stride,full_1280_up0",
@@ -579,7 +582,12 @@ def bench_streams_cpu(
     from sightline.eval.bench_streams import bench_streams_cpu as run
 
     try:
-        result = run(variants=tuple(v.strip() for v in variants.split(",") if v.strip()), loops=loops, clip=clip)
+        result = run(
+            variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+            loops=loops,
+            clip=clip,
+            model=_state(ctx).settings.engine.model,
+        )
     except ValueError as e:
         fail(str(e), as_json=as_json)
     emit(as_json, result, lambda: emit_json(result))

@@ -111,9 +111,17 @@ _STAGES = ("detect_s", "track_s", "bestshot_s", "embed_s", "match_s")
 
 
 def run_one(
-    n: int, clip: Path, gallery: Any, workdir: Path, *, seconds: float, warmup_s: float, camera: dict[str, Any]
+    n: int,
+    clip: Path,
+    gallery: Any,
+    workdir: Path,
+    *,
+    seconds: float,
+    warmup_s: float,
+    camera: dict[str, Any],
+    model: str = "dlib",
 ) -> dict[str, Any]:
-    """Run N streams; returns the row (see the module docstring)."""
+    """Run N streams; returns the row (see the module docstring). model: EngineConfig.model."""
     from sightline.events import EventBus
     from sightline.types import Alert
     from sightline.video.supervisor import Supervisor
@@ -122,7 +130,7 @@ def run_one(
     streams = _Streams(workdir, clip, n)
     try:
         cams = [CameraConfig(id=f"cam{i}", url=u, rtsp_transport="udp", **camera) for i, u in enumerate(streams.urls)]
-        engine_cfg = EngineConfig(threads=1, fallback_detector="none")
+        engine_cfg = EngineConfig(threads=1, fallback_detector="none", model=model)
         bus = EventBus()
         alerts = bus.subscribe(Alert, maxsize=100_000)
         watch = WatchConfig(alert_cooldown_s=0, track_max_age_s=0.5)
@@ -209,10 +217,12 @@ def bench_streams(
     detect_mode: str | None = None,
     full_detect_s: float | None = None,
     image_dir: Path | None = None,
+    model: str = "dlib",
 ) -> dict[str, Any]:
     """Run the streams benchmark (see the module docstring); returns the JSON-able result.
 
-    detect_mode / full_detect_s: the CameraConfig fields (None: the CameraConfig default)."""
+    detect_mode / full_detect_s: the CameraConfig fields (None: the CameraConfig default).
+    model: the descriptor model (EngineConfig.model: "dlib" or "fusion", which needs faceres installed)."""
     from sightline.gallery import Gallery
     from sightline.vision.engine import FaceEngine
 
@@ -236,12 +246,12 @@ def bench_streams(
     with tempfile.TemporaryDirectory(prefix="sightline-bench-streams-") as tmp:
         work = Path(tmp)
         clip = make_grid_clip(work / "grid.mp4", [faces / c for _, c, _ in PEOPLE]).path
-        engine = FaceEngine.from_config(EngineConfig(threads=1))
+        engine = FaceEngine.from_config(EngineConfig(threads=1, model=model))
         with Gallery.open(work / "data", engine) as gallery:
             for name, _, enroll_photo in PEOPLE:
                 gallery.enroll_person(name, [faces / enroll_photo], watchlist="bench", create=True)
             for n in counts:
-                row = run_one(n, clip, gallery, work, seconds=seconds, warmup_s=warmup_s, camera=camera)
+                row = run_one(n, clip, gallery, work, seconds=seconds, warmup_s=warmup_s, camera=camera, model=model)
                 row["keeps_up"] = keeps_up(row, analysis_fps)
                 rows.append(row)
                 if not row["keeps_up"]:
@@ -249,6 +259,7 @@ def bench_streams(
     ok = [r["streams"] for r in rows if r["keeps_up"]]
     return {
         "benchmark": "streams",
+        "model": engine.model,
         "max_streams": max(ok) if ok else 0,
         "criteria": {
             "latency_p95_s_max": Criteria.max_p95_s,
@@ -321,7 +332,13 @@ def _analysed_frames(clip: Path, analysis_every: int) -> list[tuple[float, np.nd
 
 
 def _run_variant(
-    name: str, fields: dict[str, Any], frames: list[tuple[float, np.ndarray]], loops: int, gallery: Any, clip_s: float
+    name: str,
+    fields: dict[str, Any],
+    frames: list[tuple[float, np.ndarray]],
+    loops: int,
+    gallery: Any,
+    clip_s: float,
+    model: str = "dlib",
 ) -> tuple[dict[str, Any], list[Any]]:
     """Analyse the frames ``loops`` times with one worker; returns its row and the faces per frame."""
     from sightline.events import EventBus
@@ -333,7 +350,7 @@ def _run_variant(
     fields = dict(fields)
     upsample = fields.pop("_upsample", None)
     engine_cfg = EngineConfig(
-        threads=1, fallback_detector="none", **({} if upsample is None else {"upsample": upsample})
+        threads=1, fallback_detector="none", model=model, **({} if upsample is None else {"upsample": upsample})
     )
     engine = FaceEngine.from_config(engine_cfg)
     cam = CameraConfig(id="cam", url="bench.mp4", **fields)
@@ -444,6 +461,7 @@ def bench_streams_cpu(
     decode_threads: tuple[int, ...] = (1, 2),
     image_dir: Path | None = None,
     clip: Path | None = None,
+    model: str = "dlib",
 ) -> dict[str, Any]:
     """Per-camera CPU cost of live analysis, measured with process/thread CPU time (not wall time, so a busy
     shared machine slows it but hardly biases it), for worker variants compared in one run on the streams
@@ -458,6 +476,8 @@ def bench_streams_cpu(
     ``projected_streams``: cameras the machine's usable cores carry at ``analysis_fps`` =
     cores x 1000 / (25 x decode ms + analysis_fps x (rgb ms + analysis ms)), the decode with the
     cheapest thread count; RTSP depacketising and the server side are not included (see bench streams).
+    ``model``: the descriptor model (EngineConfig.model); "fusion" also embeds each best shot's box crop
+    with faceres (the ``embed`` stage).
     """
     from sightline.gallery import Gallery
     from sightline.vision.engine import FaceEngine
@@ -493,14 +513,14 @@ def bench_streams_cpu(
         }
         frames = _analysed_frames(path, every)
         gil = _gil_probe(frames)
-        engine = FaceEngine.from_config(EngineConfig(threads=1))
+        engine = FaceEngine.from_config(EngineConfig(threads=1, model=model))
         rows = []
         with Gallery.open(work / "data", engine) as gallery:
             for name, _, enroll_photo in PEOPLE:
                 gallery.enroll_person(name, [faces_dir / enroll_photo], watchlist="bench", create=True)
             reference = None
             for v in variants:
-                row, seen = _run_variant(v, CPU_VARIANTS[v], frames, loops, gallery, clip_s + 1 / fps)
+                row, seen = _run_variant(v, CPU_VARIANTS[v], frames, loops, gallery, clip_s + 1 / fps, model)
                 if reference is None:
                     reference = seen
                 row["recall"] = _recall(seen, reference)
@@ -512,6 +532,7 @@ def bench_streams_cpu(
         row["projected_streams"] = round(cores * 1000 / per_cam, 1)
     return {
         "benchmark": "streams_cpu",
+        "model": engine.model,
         "clip": {**desc, "size": size, "fps": round(fps, 3), "cycle_s": round(clip_s, 3)},
         "analysis_fps": analysis_fps,
         "loops": loops,
