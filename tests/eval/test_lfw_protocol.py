@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sightline.eval.lfw import accuracy_at_threshold, best_threshold, evaluate_lfw, roc_auc, tar_at_far
+from sightline.eval.lfw import (
+    accuracy_at_threshold,
+    best_threshold,
+    evaluate_lfw,
+    roc_auc,
+    tar_at_far,
+    tar_at_far_ci,
+)
 from sightline.eval.pairs import PairsFormatError, read_pairs
 from tests.conftest import LFW_MINI, SHARED
 
@@ -186,6 +193,32 @@ def test_tar_at_far(far, tar, threshold, far_reached):
     same = np.r_[np.zeros(1000, bool), np.ones(4, bool)]
     t = tar_at_far(scores, same, far)
     assert (t.tar, t.threshold, t.far) == pytest.approx((tar, threshold, far_reached))
+
+
+def test_tar_at_far_interval_is_wide_when_one_impostor_sets_the_threshold():
+    """With 1,000 impostors FAR 1e-3 lets exactly one through, so the threshold is the 2nd-highest
+    impostor: a single outlying impostor moves TAR a lot and the bootstrap interval shows it; with
+    100x the impostors the same score distributions give a much narrower interval."""
+    rng = np.random.default_rng(0)
+
+    def scores(n_imp: int) -> tuple[np.ndarray, np.ndarray]:
+        imp, gen = rng.normal(0.0, 1.0, n_imp), rng.normal(4.0, 1.0, 2000)
+        return np.r_[imp, gen], np.r_[np.zeros(n_imp, bool), np.ones(2000, bool)]
+
+    s_small, y_small = scores(1000)
+    t = tar_at_far(s_small, y_small, 1e-3)
+    assert t.impostors_allowed == 1
+    lo, hi = tar_at_far_ci(s_small, y_small, 1e-3, replicates=300)
+    assert lo <= t.tar <= hi and hi - lo > 0.05
+    assert tar_at_far_ci(s_small, y_small, 1e-3, replicates=300) == (lo, hi)  # seeded: reproducible
+    s_big, y_big = scores(100_000)
+    lo_b, hi_b = tar_at_far_ci(s_big, y_big, 1e-3, replicates=100)
+    assert hi_b - lo_b < (hi - lo) / 2
+    r = evaluate_lfw(s_small, y_small, np.arange(len(s_small)) % 10, bootstrap=200)
+    assert r.tar_at_far[0].ci95 is not None and r.to_dict()["tar_at_far"]["0.001"]["impostors_allowed"] == 1
+    assert evaluate_lfw(s_small, y_small, np.arange(len(s_small)) % 10, bootstrap=0).tar_at_far[0].ci95 is None
+    with pytest.raises(ValueError, match="replicates must be >= 10"):
+        tar_at_far_ci(s_small, y_small, 1e-3, replicates=5)
 
 
 @pytest.mark.parametrize(
