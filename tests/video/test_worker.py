@@ -99,15 +99,16 @@ class Run:
 def run_worker(engine, gallery: Gallery, images, *, camera=None, watch=None) -> Run:
     bus = EventBus()
     sub = bus.subscribe(maxsize=1000)
+    camera = camera or CameraConfig(id="cam1", url="file.mp4")
     worker = CameraWorker(
-        camera or CameraConfig(id="cam1", url="file.mp4"),
+        camera,
         engine,
         WatchlistMatcher(gallery),
         bus,
         watch or WatchConfig(track_max_age_s=0.5),
         EventStores(gallery.store),
     )
-    fs = frames(images, time.time())
+    fs = frames(images, time.time(), camera.id)
     alerts = [a for f in fs for a in worker.process(f)]
     worker.flush()
     events = sub.drain()
@@ -247,6 +248,28 @@ def test_after_the_cooldown_a_new_track_alerts_again(tmp_path, engine, enrolled_
         r = run_worker(engine, g, images, watch=watch)
     assert [a.track_id for a in r.alerts] == [1, 2]  # 1.2 s apart > 1.0 s
     assert r.stats.alerts_suppressed == 0
+
+
+def test_a_restarted_worker_keeps_the_cooldown_from_the_stored_alerts(tmp_path, engine, enrolled_file):
+    """A camera that reconnects gets a new worker; with stores it reads the alerts raised on its camera within
+    the cooldown, so the same person in the next frames is not alerted (paged) a second time. Another camera
+    and a worker built after the cooldown alert as usual."""
+    watch = WatchConfig(track_max_age_s=0.5, alert_cooldown_s=60.0)
+    with open_gallery(enrolled_file, tmp_path / "data", engine) as g:
+        first = run_worker(engine, g, [obama(0), obama(3)], watch=watch)
+        assert len(first.alerts) == 1
+        again = run_worker(engine, g, [obama(6), obama(9)], watch=watch)  # a new worker: a restart
+        assert again.alerts == [] and again.stats.alerts_suppressed == 1
+        other = run_worker(engine, g, [obama(6)], watch=watch, camera=CameraConfig(id="cam2", url="file.mp4"))
+        assert len(other.alerts) == 1  # cooldowns are per camera
+        assert EventStores(g.store).recent_alerts("cam1", time.time() - 60) == {
+            first.alerts[0].match.person_id: first.frames[0].ts
+        }
+        assert EventStores(g.store).recent_alerts("cam1", time.time() + 1) == {}  # nothing raised since then
+        short = WatchConfig(track_max_age_s=0.5, alert_cooldown_s=0.01)
+        time.sleep(0.05)
+        after = run_worker(engine, g, [obama(6)], watch=short)
+        assert len(after.alerts) == 1  # the stored alert is older than this worker's cooldown
 
 
 def biden_at_obamas_face() -> np.ndarray:

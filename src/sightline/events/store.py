@@ -222,6 +222,16 @@ class AlertStore:
             ).fetchall()
         return [_stored_alert(r, self.store.unseal) for r in rows]
 
+    def last_frame_ts(self, camera_id: str, since: float) -> dict[int, float]:
+        """person id -> frame time (epoch s) of that person's newest alert on ``camera_id`` among the
+        alerts raised at ``ts >= since``: what a restarted camera worker needs to keep its cooldown."""
+        with self.store.transaction(write=False) as conn:
+            rows = conn.execute(
+                "SELECT person_id, MAX(frame_ts) FROM alerts WHERE camera_id = ? AND ts >= ? GROUP BY person_id",
+                (camera_id, float(since)),
+            ).fetchall()
+        return {int(p): float(t) for p, t in rows}
+
     def count(self, *, status: AlertStatus | None = None, camera_id: str | None = None) -> int:
         where, params = _where([("status = ?", status), ("camera_id = ?", camera_id)])
         with self.store.transaction(write=False) as conn:
@@ -374,3 +384,7 @@ class EventStores:
     def add_sighting(self, sighting: Sighting, *, model: str | None = None) -> int:
         """Store ``sighting``; returns its row id."""
         return self.sightings.add(sighting, model=model)
+
+    def recent_alerts(self, camera_id: str, since: float) -> dict[int, float]:
+        """person id -> frame time of their newest alert on ``camera_id`` raised since ``since`` (epoch s)."""
+        return self.alerts.last_frame_ts(camera_id, since)

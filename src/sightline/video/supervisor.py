@@ -12,9 +12,10 @@ from ``engine_factory`` (engines are not thread-safe). One :class:`WatchlistMatc
 shared. A camera that is dead, unreachable or failed never stops the others: its capture retries
 on its own thread; a worker that raises out of ``run`` (a bug, an engine that failed to load) is
 logged, counted in ``CameraReport.worker_restarts`` and restarted after a backoff
-(``WORKER_RESTART_INITIAL_S`` doubling to ``WORKER_RESTART_MAX_S``) with a fresh worker (tracks and
-cooldowns start over; a fresh engine when the engine itself failed to build). A worker whose camera
-ended (a file without loop) or failed for good finishes normally and is not restarted.
+(``WORKER_RESTART_INITIAL_S`` doubling to ``WORKER_RESTART_MAX_S``) with a fresh worker (tracks start
+over, alert cooldowns carry over from the stored alerts; a fresh engine when the engine itself failed to
+build). A worker whose camera ended (a file without loop) or failed for good finishes normally and is
+not restarted.
 
 Threads, not processes (measured on this 2-core machine): the heavy calls release the GIL -- FFmpeg
 demuxing, decoding and swscale in PyAV, dlib's HOG detector and landmarks, onnxruntime's descriptor.

@@ -46,8 +46,11 @@ strongest the track produced. A sighting without a match keeps its crop and desc
 
 Alerts and sightings are first written to ``stores`` (when given; a write failure is logged and
 counted, the event is still published) and then published on ``bus``, in that order, so a
-subscriber that looks in the database finds the row. Cooldown state lives in the worker: a
-restarted worker may alert once more within the cooldown.
+subscriber that looks in the database finds the row. Cooldown state lives in the worker and, with
+``stores``, survives a restart: a new worker (the supervisor restarts one after a failure, ``sightline
+watch`` or the server after a restart) reads the newest alert per person on its camera raised within the
+cooldown and keeps suppressing repeats, so a reconnecting camera does not page officers twice. Without
+stores a restarted worker may alert once more within the cooldown.
 
 Costs measured on a 1280x720 frame with one face (onnx engine, HOG upsample 1, 2 shared CPU cores):
 a full-frame detection dominates, 63-96 ms per frame at detect_width 640 (ROI frames: ~2-3 ms per
@@ -111,6 +114,10 @@ class EventRecorder(Protocol):
     def add_alert(self, alert: Alert) -> int: ...
 
     def add_sighting(self, sighting: Sighting, *, model: str | None = None) -> int: ...
+
+    def recent_alerts(self, camera_id: str, since: float) -> dict[int, float]:
+        """person id -> frame time (epoch s) of their newest alert on the camera raised at or after ``since``."""
+        ...
 
 
 class FrameSource(Protocol):
@@ -248,6 +255,11 @@ class CameraWorker:
         self.same_person_similarity = engine.calibration.threshold_for_fmr(1e-2)
         self._tracks: dict[int, _TrackCtx] = {}
         self._last_alert: dict[int, float] = {}  # person id -> frame time of the last alert
+        if stores is not None and self.watch.alert_cooldown_s > 0:
+            try:  # keep the cooldown across restarts (module docstring)
+                self._last_alert = stores.recent_alerts(camera.id, time.time() - self.watch.alert_cooldown_s)
+            except Exception:  # a broken store must not stop the camera: it only costs a repeated alert
+                logger.warning("camera %s: could not read recent alerts for the cooldown", camera.id, exc_info=True)
         self._counts: dict[str, float] = dict.fromkeys(_COUNTERS, 0)
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._frame_latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -571,7 +583,7 @@ class CameraWorker:
             return None
         ctx.alerted.add(m.person_id)
         last = self._last_alert.get(m.person_id)
-        if last is not None and frame.ts - last < self.watch.alert_cooldown_s:
+        if last is not None and 0 <= frame.ts - last < self.watch.alert_cooldown_s:
             self._counts["alerts_suppressed"] += 1
             logger.info(
                 "camera %s: alert for %s (track %s) suppressed, %.1f s after the last one (cooldown %s s)",
