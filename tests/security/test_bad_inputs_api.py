@@ -10,6 +10,7 @@ chunked); names that are not valid UTF-8 a 4xx or a stored printable name.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,6 +220,33 @@ def test_names_with_lone_surrogates_are_refused_and_nothing_is_half_written(api:
         r = api.client.post(path, content=body, headers={**api.h("admin"), "content-type": "application/json"})
         assert r.status_code == 422, (path, r.text)
     assert len(api.client.get("/api/persons", headers=api.h("admin")).json()) == persons
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["\x00", "a\x00b", "\x00   ", "x\x1by", "line\nbreak"],
+    ids=["nul", "mid-nul", "nul-spaces", "esc", "newline"],
+)
+def test_names_with_control_characters_are_a_4xx_and_nothing_is_written(api: Api, bad: str):
+    """Regression (found by the schemathesis fuzz run): a token name holding NUL passed Python's strip()
+    but failed SQLite's CHECK (``length()`` stops at NUL) and was a 500. Control characters in any name
+    are now refused up front with a 4xx that says why."""
+    h = {**api.h("admin"), "content-type": "application/json"}
+    persons = len(api.client.get("/api/persons", headers=api.h("admin")).json())
+    lists = len(api.client.get("/api/watchlists", headers=api.h("admin")).json())
+    tokens = len(api.client.get("/api/tokens", headers=api.h("admin")).json())
+    for path, body in [
+        ("/api/persons", {"name": bad, "reason": "x"}),
+        ("/api/watchlists", {"name": bad}),
+        ("/api/tokens", {"name": bad}),
+    ]:
+        r = api.client.post(path, content=json.dumps(body).encode(), headers=h)
+        assert 400 <= r.status_code < 500, (path, r.status_code, r.text)
+        assert "control character" in r.text or "non-empty" in r.text or r.status_code == 422, r.text
+    assert len(api.client.get("/api/persons", headers=api.h("admin")).json()) == persons
+    assert len(api.client.get("/api/watchlists", headers=api.h("admin")).json()) == lists
+    assert len(api.client.get("/api/tokens", headers=api.h("admin")).json()) == tokens
+    still_serving(api)
 
 
 @pytest.mark.parametrize(

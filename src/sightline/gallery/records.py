@@ -6,6 +6,7 @@ cosine similarities of L2-normalised descriptors, higher is closer, in [-1, 1].
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,6 +15,19 @@ from sightline.types import F32, Candidate, FaceRecord
 
 class GalleryError(ValueError):
     """A gallery request that cannot be carried out; the message says why and what to do."""
+
+
+def name_problem(name: str, what: str) -> str | None:
+    """Why ``name`` (already stripped) cannot name a ``what`` ("a person", "a watchlist", "a token"), or
+    None when it can: empty, or holding a control character (NUL, newline, escape...). SQLite's
+    ``length()`` stops at a NUL, so such a name would also break the tables' non-empty CHECKs, and control
+    characters garble the console, logs and notifications that show names."""
+    if not name:
+        return f"{what} needs a non-empty name"
+    bad = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        return f"{what} name must not contain control characters (found U+{ord(bad):04X})"
+    return None
 
 
 class SchemaVersionError(GalleryError):

@@ -40,6 +40,7 @@ from sightline.gallery.records import (
     SchemaVersionError,
     Template,
     Watchlist,
+    name_problem,
 )
 from sightline.types import F32
 
@@ -629,8 +630,8 @@ class GalleryStore:
 
     def add_person(self, name: str, *, external_id: str | None = None, notes: str | None = None) -> Person:
         name = name.strip()
-        if not name:
-            raise GalleryError("a person needs a non-empty name")
+        if (problem := name_problem(name, "a person")) is not None:
+            raise GalleryError(problem)
         try:
             cur = self._write(
                 "INSERT INTO persons(name, external_id, notes, created_at) VALUES (?, ?, ?, ?)",
@@ -846,8 +847,8 @@ class GalleryStore:
     def create_watchlist(self, name: str, description: str = "", threshold: float | None = None) -> Watchlist:
         """Create a watchlist; names are unique ignoring case. ``threshold`` None = the model default."""
         name = name.strip()
-        if not name:
-            raise GalleryError("a watchlist needs a non-empty name")
+        if (problem := name_problem(name, "a watchlist")) is not None:
+            raise GalleryError(problem)
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise GalleryError(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
         try:

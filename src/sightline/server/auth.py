@@ -35,7 +35,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from fastapi import HTTPException, Request, WebSocket
 
-from sightline.gallery.records import GalleryError
+from sightline.gallery.records import GalleryError, name_problem
 
 if TYPE_CHECKING:
     from sightline.gallery.store import GalleryStore
@@ -317,6 +317,8 @@ class TokenStore:
         name = name.strip()
         if not name or len(name) > 100:
             raise UserError("a token needs a name of 1-100 characters")
+        if (problem := name_problem(name, "a token")) is not None:
+            raise UserError(problem)
         if ttl_s is not None and ttl_s <= 0:
             raise UserError(f"ttl_s must be > 0 s, got {ttl_s}")
         token = self.PREFIX + secrets.token_urlsafe(32)
