@@ -312,3 +312,43 @@ def test_alert_reaches_a_webhook_channel_added_through_the_api(server, world):
         httpd.shutdown()
     assert received, "the webhook received nothing"
     assert json.dumps(received[0]).count(str(alert_id)) >= 1
+
+
+class _DlibCalibratedEngine(FakeEngine):
+    """The fake engine under the dlib model's name and real shipped calibration, so the fused-template
+    calibrations of dlib_resnet_v1 apply (descriptors stay fake: only the meaning is under test)."""
+
+    model = "dlib_resnet_v1"
+
+    def __init__(self) -> None:
+        super().__init__()
+        from sightline.vision.calibration import load_builtin
+
+        self.calibration = load_builtin("dlib_resnet_v1")
+
+
+@pytest.mark.parametrize("templates", ["per-photo", "fused"])
+def test_an_alerts_meaning_follows_the_cameras_template_mode(make_server, tmp_path, templates):
+    """With watch.templates = "fused" the cameras compare a face with ONE mean template per listed person,
+    so the API's "chance a stranger scores this high against the list" must come from the fused-template
+    calibration of the person's photo count, not from N photos compared one by one."""
+    from sightline.config import WatchConfig
+    from sightline.vision.calibration import FusedCalibrations
+
+    srv = make_server(engine=_DlibCalibratedEngine(), watch=WatchConfig(templates=templates))
+    g = srv.services.gallery
+    photos = [write_photo(tmp_path / f"ada{v}.png", seed=3, variant=v) for v in (0, 1)]
+    g.enroll_person("Ada", photos, watchlist="wanted", create=True)
+    pid = g.store.find_persons(name="Ada")[0].id
+    sim = 0.935
+    m = Match(person_id=pid, name="Ada", watchlist="wanted", similarity=sim, threshold=0.93, est_fmr=1e-3)
+    srv.services.stores.add_alert(_door_alert(m, 1))
+    (a,) = srv.client("operator").get("/api/alerts").json()
+    assert a["list_templates"] == 2
+    cal = srv.services.engine.calibration
+    if templates == "per-photo":
+        assert a["stranger_rate"] == pytest.approx(1 - (1 - cal.est_fmr(sim)) ** 2)  # two photos, two chances
+    else:
+        k2 = FusedCalibrations.builtin("dlib_resnet_v1", cal).for_k(2)
+        assert a["stranger_rate"] == pytest.approx(k2.est_fmr(sim))  # one fused template of 2 photos
+        assert k2.est_fmr(sim) > 1 - (1 - cal.est_fmr(sim)) ** 2  # the per-photo figure would under-state it

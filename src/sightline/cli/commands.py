@@ -413,29 +413,58 @@ def watchlist_list_cmd(state: CliState, as_json: bool) -> None:
     emit(as_json, data, render)
 
 
-def watchlist_show_cmd(state: CliState, name: str, as_json: bool) -> None:
+def watchlist_show_cmd(state: CliState, name: str, as_json: bool, *, templates: str = "per-photo") -> None:
     from sightline.gallery import GalleryError
+    from sightline.gallery.tuning import TEMPLATE_MODES, TuningError, list_counts, list_photo_counts, score_meaning
 
+    if templates not in TEMPLATE_MODES:
+        fail(f"--templates must be one of {', '.join(TEMPLATE_MODES)}, got {templates!r}", as_json=as_json)
     g = state.gallery()
     try:
         w = g.get_watchlist(name)
         members = g.list_persons(watchlist=name)
     except GalleryError as exc:
         fail(str(exc), as_json=as_json)
-    from sightline.gallery.tuning import list_counts
 
     cal = state.engine().calibration
     thr = w.threshold if w.threshold is not None else cal.default_threshold
     n_templates = list_counts(g, w.name)[1]
+    per_k_default: dict[str, float] = {}
+    if templates == "fused":
+        # one fused template per person; a list without its own threshold uses, per person, the default
+        # FMR on that person's K curve (what the live matcher does); the meaning is taken at `thr`
+        mix = list_photo_counts(g, w.name)
+        try:
+            meaning = score_meaning(cal, thr, 0, templates="fused", photos_per_person=mix or {1: 1})
+            if w.threshold is None:
+                from sightline.vision.calibration import FusedCalibrations
+
+                fc = FusedCalibrations.builtin(str(state.engine().model), cal)
+                per_k_default = {str(k): fc.for_k(k).default_threshold for k in sorted(mix)}
+        except (TuningError, FileNotFoundError) as exc:
+            fail(str(exc), as_json=as_json)
+        for_list, rate = meaning.text, meaning.est_fpir
+        if per_k_default:  # each person at their own curve's default FMR: 1 - (1 - FMR)^persons
+            persons = sum(mix.values())
+            fmr = cal.default_fmr
+            rate = 1.0 - (1.0 - fmr) ** persons
+            for_list = (
+                f"about {rate:.2g} of strangers score above the threshold of some person on this list "
+                f"({persons:,} fused templates, each at FMR {fmr:g} on its photo count's curve)"
+            )
+    else:
+        for_list, rate = cal.describe_for_list(thr, max(1, n_templates)), cal.est_fpir(thr, max(1, n_templates))
     data = {
         "name": w.name,
         "description": w.description,
         "threshold": thr,
         "threshold_meaning": cal.describe(thr),
+        "templates": templates,
         "list_templates": n_templates,
-        "threshold_meaning_for_list": cal.describe_for_list(thr, max(1, n_templates)),
-        "est_stranger_alert_rate": cal.est_fpir(thr, max(1, n_templates)),
+        "threshold_meaning_for_list": for_list,
+        "est_stranger_alert_rate": rate,
         "is_default_threshold": w.threshold is None,
+        **({"default_threshold_by_photos": per_k_default} if per_k_default else {}),
         "members": [
             {"id": p.id, "name": p.name, "external_id": p.external_id, "templates": p.template_count} for p in members
         ],
@@ -446,7 +475,10 @@ def watchlist_show_cmd(state: CliState, name: str, as_json: bool) -> None:
         source = "model default, FMR 1e-3" if w.threshold is None else "set for this list"
         console.print(title)
         console.print(f"threshold {thr:.3f} ({source}): {data['threshold_meaning']}")
-        console.print(f"  for this list ({len(members):,} persons): {data['threshold_meaning_for_list']}")
+        if per_k_default:
+            ks = ", ".join(f"{v:.4f} for {k} photo(s)" for k, v in per_k_default.items())
+            console.print(f"  fused templates: the default is set per person by photo count ({ks})")
+        console.print(f"  for this list ({len(members):,} persons, {templates}): {data['threshold_meaning_for_list']}")
         t = Table("id", "person", "external id", "photos")
         for m in data["members"]:
             t.add_row(str(m["id"]), escape(m["name"]), escape(m["external_id"] or ""), str(m["templates"]))
@@ -687,22 +719,38 @@ def eval_lfw_cmd(
     emit(as_json, data, render)
 
 
-def eval_calibrate_cmd(state: CliState, embeddings: Path, out: Path, model: str, as_json: bool) -> None:
+def eval_calibrate_cmd(
+    state: CliState, embeddings: Path, out: Path, model: str, as_json: bool, *, fused_k: int | None = None
+) -> None:
     import json
 
-    from sightline.eval.calibration import build_calibration
+    from sightline.eval.calibration import build_calibration, build_fused_calibration
     from sightline.eval.embed import EmbeddedSet
 
+    if fused_k is not None and fused_k < 2:
+        fail(f"--fused-k must be >= 2 (photos averaged per template), got {fused_k}", as_json=as_json)
     try:
         es = EmbeddedSet.load(embeddings)
     except (OSError, KeyError, ValueError) as exc:
         fail(f"{embeddings}: {exc}", as_json=as_json)
-    doc = build_calibration(es.embeddings, es.names, model=model, source=str(embeddings))
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    try:
+        if fused_k is None:
+            doc = build_calibration(es.embeddings, es.names, model=model, source=str(embeddings))
+        else:
+            doc = build_fused_calibration(es.embeddings, es.names, k=fused_k, model=model, source=str(embeddings))
+    except ValueError as exc:
+        fail(f"{embeddings}: {exc}", as_json=as_json)
+    try:
+        out.write_text(json.dumps(doc, indent=1) + "\n")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc}", as_json=as_json)
     summary = {
         k: doc[k]
         for k in (
             "model",
+            "template",
+            "fused_k",
+            "n_templates",
             "n_impostor_pairs",
             "n_genuine_pairs",
             "default_threshold",
@@ -801,7 +849,7 @@ def eval_watchlist_cmd(
     from sightline.eval.det import plot_det
     from sightline.eval.embed import EmbeddedSet
     from sightline.eval.watchlist import TEMPLATE_MODES, evaluate, make_split
-    from sightline.vision.calibration import load_builtin
+    from sightline.vision.calibration import FusedCalibrations, load_builtin
 
     if (root is None) == (embeddings is None):
         fail("give --root DIR (identity folders) or --embeddings FILE.npz, exactly one", as_json=as_json)
@@ -860,7 +908,14 @@ def eval_watchlist_cmd(
         except (FileNotFoundError, ValueError):
             cal = None
         for mode in modes:
-            r = evaluate(es.embeddings, split, model=model_name, template=mode, calibration=cal)  # type: ignore[arg-type]
+            mode_cal = cal
+            if mode == "fused" and cal is not None and enroll_per_person >= 2:
+                # every listed person has K = enroll_per_person photos fused: check the K curve's estimate
+                try:
+                    mode_cal = FusedCalibrations.builtin(model_name, cal).for_k(enroll_per_person)
+                except (FileNotFoundError, ValueError):
+                    mode_cal = None
+            r = evaluate(es.embeddings, split, model=model_name, template=mode, calibration=mode_cal)  # type: ignore[arg-type]
             results.append(
                 {"model_option": label, **r.to_dict(), "images": len(es.names), "no_face": es.missing, **prov}
             )
@@ -912,13 +967,24 @@ def watchlist_tune_cmd(
     list_size: int | None,
     dry_run: bool,
     as_json: bool,
+    *,
+    templates: str = "per-photo",
 ) -> None:
     from sightline.gallery import GalleryError
-    from sightline.gallery.tuning import TuningError, tune_watchlist
+    from sightline.gallery.tuning import TEMPLATE_MODES, TuningError, tune_watchlist
 
+    if templates not in TEMPLATE_MODES:
+        fail(f"--templates must be one of {', '.join(TEMPLATE_MODES)}, got {templates!r}", as_json=as_json)
     gallery = state.gallery()
     try:
-        r = tune_watchlist(gallery, name, max_false_alerts_per_1000, list_size=list_size, dry_run=dry_run)
+        r = tune_watchlist(
+            gallery,
+            name,
+            max_false_alerts_per_1000,
+            list_size=list_size,
+            dry_run=dry_run,
+            templates=templates,  # type: ignore[arg-type]
+        )
         if not dry_run:
             cli_audit(
                 gallery.store,
@@ -928,6 +994,7 @@ def watchlist_tune_cmd(
                     "threshold": r.threshold,
                     "previous_threshold": r.previous_threshold,
                     "max_false_alerts_per_1000": r.max_false_alerts_per_1000,
+                    "templates": r.templates,
                 },
             )
     except (GalleryError, TuningError) as exc:
@@ -940,11 +1007,19 @@ def watchlist_tune_cmd(
             f"watchlist [bold]{escape(r.watchlist)}[/]: {verb} threshold [bold]{r.threshold:.4f}[/] (was {prev}; "
             f"model default {r.default_threshold:.4f})"
         )
-        console.print(
-            f"  for at most {r.max_false_alerts_per_1000:g} false alerts per 1,000 strangers on a list of "
-            f"{r.list_size:,} persons ({r.comparisons:,} photos): {r.fmr_per_comparison:.2g} false matches per "
-            "comparison"
-        )
+        if r.templates == "fused":
+            mix = ", ".join(f"{c:,} with {k}" for k, c in (r.photos_per_person or {}).items())
+            console.print(
+                f"  for at most {r.max_false_alerts_per_1000:g} false alerts per 1,000 strangers on a list of "
+                f"{r.list_size:,} persons matched by fused templates (photos per person: {mix}): "
+                f"{r.fmr_per_comparison:.2g} false matches per person on average"
+            )
+        else:
+            console.print(
+                f"  for at most {r.max_false_alerts_per_1000:g} false alerts per 1,000 strangers on a list of "
+                f"{r.list_size:,} persons ({r.comparisons:,} photos): {r.fmr_per_comparison:.2g} false matches per "
+                "comparison"
+            )
         console.print(f"  estimate: {r.method}; tune again when the list grows")
 
     emit(as_json, r, render)

@@ -220,11 +220,22 @@ def watchlist_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 @watchlist_app.command("show")
-def watchlist_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
+def watchlist_show(
+    ctx: typer.Context,
+    name: str,
+    templates: Annotated[
+        str,
+        typer.Option(
+            help="How live watch scores the list (WatchConfig.templates): per-photo or fused; the threshold's "
+            "meaning for the list follows it.",
+        ),
+    ] = "per-photo",
+    as_json: JsonOpt = False,
+) -> None:
     """One watchlist and its members."""
     from sightline.cli.commands import watchlist_show_cmd
 
-    watchlist_show_cmd(_state(ctx), name, as_json)
+    watchlist_show_cmd(_state(ctx), name, as_json, templates=templates)
 
 
 @watchlist_app.command("create")
@@ -264,12 +275,19 @@ def watchlist_tune(
         int | None, typer.Option(min=1, help="Plan for this many persons (default: the current members).")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the threshold without storing it.")] = False,
+    templates: Annotated[
+        str,
+        typer.Option(
+            help="How live watch scores the list (WatchConfig.templates): per-photo (best photo) or fused (one "
+            "mean template per person, tuned with the fused-template calibrations).",
+        ),
+    ] = "per-photo",
     as_json: JsonOpt = False,
 ) -> None:
     """Set a watchlist's threshold from a target false-alert rate for the list's size."""
     from sightline.cli.commands import watchlist_tune_cmd
 
-    watchlist_tune_cmd(_state(ctx), name, max_false_alerts_per_1000, list_size, dry_run, as_json)
+    watchlist_tune_cmd(_state(ctx), name, max_false_alerts_per_1000, list_size, dry_run, as_json, templates=templates)
 
 
 @watchlist_app.command("delete")
@@ -336,11 +354,18 @@ def watch(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON line per alert; stats as JSON lines on stderr.")
     ] = False,
+    templates: Annotated[
+        str,
+        typer.Option(
+            help="WatchConfig.templates: per-photo (a person scores by their best photo) or fused (one mean "
+            "template per person; tune lists with `watchlist tune --templates fused`).",
+        ),
+    ] = "per-photo",
 ) -> None:
     """Watch cameras live: print watchlist alerts as they happen, per-camera stats on stderr."""
     from sightline.cli.watch import watch_cmd
 
-    watch_cmd(_state(ctx), sources or [], watchlist, all_cameras, analysis_fps, duration, as_json)
+    watch_cmd(_state(ctx), sources or [], watchlist, all_cameras, analysis_fps, duration, as_json, templates=templates)
 
 
 @camera_app.command("add")
@@ -499,12 +524,20 @@ def eval_calibrate(
     embeddings: Annotated[Path, typer.Argument(help="An npz written by `sightline eval embed`.")],
     out: Annotated[Path, typer.Option(help="Calibration JSON to write.")],
     model: Annotated[str, typer.Option(help="Model name recorded in the file.")] = "dlib_resnet_v1",
+    fused_k: Annotated[
+        int | None,
+        typer.Option(
+            "--fused-k",
+            help="Calibrate fused templates of K >= 2 photos (first K per identity, file order) instead of "
+            "single photos; ship as MODEL.fused_kK.calibration.json.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Impostor-score calibration (threshold per false-match rate) from labelled embeddings."""
     from sightline.cli.commands import eval_calibrate_cmd
 
-    eval_calibrate_cmd(_state(ctx), embeddings, out, model, as_json)
+    eval_calibrate_cmd(_state(ctx), embeddings, out, model, as_json, fused_k=fused_k)
 
 
 @bench_app.command("engine")

@@ -262,6 +262,8 @@ def watch_cmd(
     analysis_fps: float | None,
     duration: float | None,
     as_json: bool,
+    *,
+    templates: str = "per-photo",
 ) -> None:
     from sightline.config import NotifyConfig, RetentionConfig, WatchConfig
     from sightline.events import EventBus, EventStores
@@ -284,19 +286,23 @@ def watch_cmd(
     if engine_cfg.threads == 0:  # one engine per camera: share the cores instead of each taking all
         engine_cfg = engine_cfg.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // len(cams))})
     engine_cfg = engine_cfg.model_copy(update={"fallback_detector": "none"})
-    watch = WatchConfig()
-    cal = gallery.engine.calibration
+    if templates not in ("per-photo", "fused"):
+        fail(f"--templates must be per-photo or fused, got {templates!r}", as_json=as_json)
+    watch = WatchConfig(templates=templates)  # type: ignore[arg-type]
     bus = EventBus()
     alerts = bus.subscribe(Alert, maxsize=1000)
-    sup = Supervisor(
-        cams,
-        lambda: FaceEngine.from_config(engine_cfg),
-        gallery,
-        bus,
-        watch,
-        EventStores(gallery.store),
-        watchlists=list(watchlists) if watchlists else None,
-    )
+    try:
+        sup = Supervisor(
+            cams,
+            lambda: FaceEngine.from_config(engine_cfg),
+            gallery,
+            bus,
+            watch,
+            EventStores(gallery.store),
+            watchlists=list(watchlists) if watchlists else None,
+        )
+    except ValueError as exc:  # e.g. templates = "fused" for a model without fused calibrations
+        fail(str(exc), as_json=as_json)
 
     stop = threading.Event()
 
@@ -306,10 +312,12 @@ def watch_cmd(
     old = signal.signal(signal.SIGTERM, on_signal) if threading.current_thread() is threading.main_thread() else None
 
     def show(a: Alert) -> None:
-        # What the score means against the whole list (FPIR), not one comparison (FMR).
-        n_templates = max(1, sup.matcher.size()[1])
-        d = alert_json(a, cal.describe_for_list(a.match.similarity, n_templates))
-        d["est_stranger_alert_rate"] = cal.est_fpir(a.match.similarity, n_templates)
+        # What the score means against the whole list (FPIR), not one comparison (FMR), with the
+        # calibration of the matcher's template mode (per-photo or fused).
+        meaning = sup.matcher.score_meaning(a.match.similarity)
+        d = alert_json(a, meaning.text)
+        d["est_stranger_alert_rate"] = meaning.est_fpir
+        d["templates"] = meaning.templates
         if as_json:
             sys.stdout.write(json.dumps(to_jsonable(d), ensure_ascii=False) + "\n")
             sys.stdout.flush()

@@ -104,38 +104,11 @@ def _check_embeddings(embeddings: npt.ArrayLike, names: Sequence[str] | np.ndarr
     return np.ascontiguousarray(emb), nm
 
 
-def build_calibration(
-    embeddings: npt.ArrayLike,
-    names: Sequence[str] | np.ndarray,
-    *,
-    model: str,
-    source: str,
-    bins: int = 20001,
-    curve_points: int = 200,
-    tail: int | None = None,
-    block: int = 1024,
-) -> dict[str, object]:
-    """The calibration JSON document (module docstring) for ``embeddings`` (N, D) labelled by ``names``.
-
-    Rows with NaN (no face found) are left out. ``tail``: how many top impostor scores to keep exactly;
-    default ``ceil(1e-2 * N_imp) + 2`` (so every FMR in ``FMRS`` is exact), at least 10,000.
-    Raises ValueError when there are no impostor pairs (fewer than 2 identities) or the rows are not
-    L2-normalised.
-    """
-    emb, nm = _check_embeddings(embeddings, names)
-    uniq, labels = np.unique(nm, return_inverse=True)
-    counts = np.bincount(labels)
-    n = len(emb)
-    n_total = n * (n - 1) // 2
-    n_gen = int((counts * (counts - 1) // 2).sum())
-    n_imp = n_total - n_gen
-    if n_imp < 1:
-        raise ValueError(f"need images of at least 2 identities for impostor pairs, got {len(uniq)}")
-    keep = min(n_imp, tail if tail is not None else max(10_000, math.ceil(max(FMRS) * n_imp) + 2))
-    logger.info("calibration: %d images, %d identities, %d impostor and %d genuine pairs", n, len(uniq), n_imp, n_gen)
-    imp, gen = _pair_scores(emb, labels.astype(np.int64), bins, keep, block)
-    assert imp.n == n_imp and len(gen) == n_gen
-
+def _summarise(imp: _ImpostorTally, gen: np.ndarray, n_imp: int, *, bins: int, curve_points: int) -> dict[str, object]:
+    """The fields every calibration document shares, from an impostor tally and the sorted genuine
+    scores: ``threshold_at_fmr``, ``default_fmr``, ``default_threshold``, ``fnmr_at_fmr``,
+    ``impostor_max`` and ``curve`` (module docstring for the conventions)."""
+    n_gen = len(gen)
     top = np.sort(imp.top.astype(np.float64))  # ascending, the `keep` highest impostor scores
     complete = len(top) == n_imp  # the tail holds every impostor score
     suffix = np.cumsum(imp.hist[::-1])[::-1]  # suffix[b] = #impostors in bins b.. = #(s >= edge(b))
@@ -179,13 +152,7 @@ def build_calibration(
         if c > 0 and (not curve or c / n_imp < curve[-1][1]):
             curve.append([s, c / n_imp])
 
-    doc: dict[str, object] = {
-        "model": model,
-        "source": source,
-        "n_images": n,
-        "n_identities": len(uniq),
-        "n_impostor_pairs": n_imp,
-        "n_genuine_pairs": n_gen,
+    return {
         "threshold_at_fmr": thresholds,
         "default_fmr": DEFAULT_FMR,
         "default_threshold": thresholds[_fmr_key(DEFAULT_FMR)],
@@ -193,4 +160,316 @@ def build_calibration(
         "impostor_max": float(top[-1]),
         "curve": curve,
     }
+
+
+def build_calibration(
+    embeddings: npt.ArrayLike,
+    names: Sequence[str] | np.ndarray,
+    *,
+    model: str,
+    source: str,
+    bins: int = 20001,
+    curve_points: int = 200,
+    tail: int | None = None,
+    block: int = 1024,
+) -> dict[str, object]:
+    """The calibration JSON document (module docstring) for ``embeddings`` (N, D) labelled by ``names``.
+
+    Rows with NaN (no face found) are left out. ``tail``: how many top impostor scores to keep exactly;
+    default ``ceil(1e-2 * N_imp) + 2`` (so every FMR in ``FMRS`` is exact), at least 10,000.
+    Raises ValueError when there are no impostor pairs (fewer than 2 identities) or the rows are not
+    L2-normalised.
+    """
+    emb, nm = _check_embeddings(embeddings, names)
+    uniq, labels = np.unique(nm, return_inverse=True)
+    counts = np.bincount(labels)
+    n = len(emb)
+    n_total = n * (n - 1) // 2
+    n_gen = int((counts * (counts - 1) // 2).sum())
+    n_imp = n_total - n_gen
+    if n_imp < 1:
+        raise ValueError(f"need images of at least 2 identities for impostor pairs, got {len(uniq)}")
+    keep = min(n_imp, tail if tail is not None else max(10_000, math.ceil(max(FMRS) * n_imp) + 2))
+    logger.info("calibration: %d images, %d identities, %d impostor and %d genuine pairs", n, len(uniq), n_imp, n_gen)
+    imp, gen = _pair_scores(emb, labels.astype(np.int64), bins, keep, block)
+    assert imp.n == n_imp and len(gen) == n_gen
+
+    summary = _summarise(imp, gen, n_imp, bins=bins, curve_points=curve_points)
+
+    doc: dict[str, object] = {
+        "model": model,
+        "source": source,
+        "n_images": n,
+        "n_identities": len(uniq),
+        "n_impostor_pairs": n_imp,
+        "n_genuine_pairs": n_gen,
+        **summary,
+    }
     return doc
+
+
+# ---- fused templates ----------------------------------------------------------------------------
+
+#: Photos per fused template measured and shipped (``<model>.fused_k{K}.calibration.json``).
+FUSED_KS: tuple[int, ...] = (2, 3, 4, 5)
+FUSED_SELECTION = "the first K photos with a face of each identity, in file order"
+
+
+def fused_templates(
+    embeddings: npt.ArrayLike, names: Sequence[str] | np.ndarray, k: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_], np.ndarray]:
+    """One fused template per identity with >= ``k`` photos with a face: the L2-normalised mean of
+    its first ``k`` such photos in file order (the mean the matcher and ``eval watchlist --template
+    fused`` build). Rows with NaN (no face) are left out first.
+
+    Returns ``(templates, template_label, labels, used, photos)``: templates (P, D) float32 unit rows;
+    template_label (P,) the identity label of each; labels (N,) the identity label of each photo
+    kept; used (N,) bool, the photos fused into a template; photos (N, D) float32, the photos kept.
+    Raises ValueError for k < 2 or rows that are not L2-normalised.
+    """
+    kk = int(k)
+    if kk < 2:
+        raise ValueError(f"fused templates average K >= 2 photos, got K = {k}")
+    emb, nm = _check_embeddings(embeddings, names)
+    _, labels = np.unique(nm, return_inverse=True)
+    labels = labels.astype(np.int64)
+    order = np.argsort(labels, kind="stable")  # file order within each identity
+    counts = np.bincount(labels) if len(labels) else np.zeros(0, np.int64)
+    starts = np.r_[0, np.cumsum(counts)]
+    eligible = np.flatnonzero(counts >= kk)
+    used = np.zeros(len(emb), bool)
+    rows = np.concatenate([order[starts[i] : starts[i] + kk] for i in eligible]) if len(eligible) else np.zeros(0, int)
+    used[rows] = True
+    sums = emb[rows].astype(np.float64).reshape(len(eligible), kk, -1).sum(axis=1) if len(eligible) else None
+    if sums is None:
+        templates = np.zeros((0, emb.shape[1] if emb.ndim == 2 else 0), np.float32)
+    else:
+        templates = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
+    return templates, eligible.astype(np.int64), labels, used, emb  # type: ignore[return-value]
+
+
+def build_fused_calibration(
+    embeddings: npt.ArrayLike,
+    names: Sequence[str] | np.ndarray,
+    *,
+    k: int,
+    model: str,
+    source: str,
+    bins: int = 20001,
+    curve_points: int = 200,
+    tail: int | None = None,
+    block: int = 256,
+) -> dict[str, object]:
+    """The calibration document of FUSED templates of ``k`` photos each, for embeddings (N, D)
+    L2-normalised labelled by ``names`` (N,). Same fields and threshold convention as
+    ``build_calibration`` (so ``Calibration.from_json`` reads it), plus ``template: "fused"``,
+    ``fused_k``, ``selection`` and ``n_templates``.
+
+    For every identity with >= k photos with a face: template = normalised mean of its first k photos
+    in file order (deterministic; no seed). Impostor scores: that template vs every photo of every
+    OTHER identity (including identities with fewer than k photos), so ``n_impostor_pairs`` = sum over
+    templates of (N - photos of its identity). Genuine scores: the template vs its identity's
+    remaining (not fused) photos; an identity with exactly k photos has none. A stranger's photo
+    compared with a mean template scores higher than with one photo, and more so the larger k, which
+    is why these files exist beside the photo-vs-photo calibration.
+
+    Cost: one (P, D) x (D, N) multiply in ``block``-row pieces (P ~ 1,700 x N ~ 9,100 for LFW at k=2,
+    well under a second of BLAS); memory O(block x N + tail + genuine scores).
+    Raises ValueError for k < 2, rows that are not L2-normalised, or no identity with >= k photos
+    (or no photos of another identity to score against).
+    """
+    templates, t_label, labels, used, emb = fused_templates(embeddings, names, k)
+    kk = int(k)
+    if len(templates) == 0:
+        raise ValueError(
+            f"no identity has >= {kk} photos with a face (of {len(emb)} photos): nothing to fuse with K = {kk}"
+        )
+    counts = np.bincount(labels)
+    n = len(emb)
+    n_imp = int((n - counts[t_label]).sum())
+    n_gen = int((counts[t_label] - kk).sum())
+    if n_imp < 1:
+        raise ValueError("need photos of at least 2 identities for impostor scores, got 1")
+    keep = min(n_imp, tail if tail is not None else max(10_000, math.ceil(max(FMRS) * n_imp) + 2))
+    logger.info(
+        "fused calibration K=%d: %d templates, %d photos, %d impostor and %d genuine scores",
+        kk,
+        len(templates),
+        n,
+        n_imp,
+        n_gen,
+    )
+    imp = _ImpostorTally(bins, keep)
+    genuine: list[np.ndarray] = []
+    for r0 in range(0, len(templates), block):
+        r1 = min(len(templates), r0 + block)
+        sims = templates[r0:r1] @ emb.T  # (r1-r0, N)
+        same = t_label[r0:r1, None] == labels[None, :]
+        imp.add(sims[~same])
+        genuine.append(sims[same & ~used[None, :]])
+    gen = np.sort(np.concatenate(genuine)) if genuine else np.zeros(0, np.float32)
+    assert imp.n == n_imp and len(gen) == n_gen
+    summary = _summarise(imp, gen, n_imp, bins=bins, curve_points=curve_points)
+    return {
+        "model": model,
+        "template": "fused",
+        "fused_k": kk,
+        "selection": FUSED_SELECTION,
+        "source": source,
+        "n_images": n,
+        "n_identities": len(counts),
+        "n_templates": len(templates),
+        "n_impostor_pairs": n_imp,
+        "n_genuine_pairs": n_gen,
+        **summary,
+    }
+
+
+def fused_watchlist_check(
+    embeddings: npt.ArrayLike,
+    names: Sequence[str] | np.ndarray,
+    *,
+    photo: object,
+    fused: object,
+    enroll_per_person: int = 2,
+    set_aside: int = 2,
+    seed: int = 0,
+    targets: tuple[float, ...] = (1e-2, 1e-3),
+) -> dict[str, object]:
+    """Predicted vs measured FPIR of a FUSED watchlist on the open-set protocol
+    (``sightline.eval.watchlist``: half the eligible identities listed with ``enroll_per_person``
+    photos each, fused into one template; every photo of every other identity a stranger).
+
+    photo: the model's ``Calibration`` (photo-vs-photo); fused: a ``FusedCalibrations`` of the model.
+    For the measured operating points (lowest threshold with measured FPIR <= each target) it gives
+    the FPIR predicted by the fused calibrations (one comparison per person, K = enroll_per_person)
+    and by the photo calibration with N = persons (what was used before fused calibrations
+    existed). For each target it also tunes the threshold the way ``watchlist tune --templates
+    fused`` does and reports the FPIR and FNIR measured there.
+    """
+    from sightline.eval.watchlist import make_split, open_set_scores
+
+    e = np.asarray(embeddings, dtype=np.float32)
+    k = int(enroll_per_person)
+    split = make_split(names, ~np.isnan(e[:, 0]), enroll_per_person=k, set_aside=set_aside, seed=seed)
+    persons = len(split.enrolled)
+    mix = {k: persons}
+    sc = open_set_scores(e, split, "fused")
+
+    def row(t: float) -> dict[str, float]:
+        measured = sc.fpir(t)
+        new = float(fused.est_fpir(t, mix))  # type: ignore[attr-defined]
+        old = float(photo.est_fpir(t, persons))  # type: ignore[attr-defined]
+        return {
+            "threshold": t,
+            "fpir_measured": measured,
+            "fpir_predicted_fused_cal": new,
+            "fpir_predicted_photo_cal": old,
+            "ratio_fused_cal": new / measured if measured > 0 else math.inf,
+            "ratio_photo_cal": old / measured if measured > 0 else math.inf,
+            "fnir_measured": sc.fnir(t),
+        }
+
+    at_points = {
+        f"{p.fpir_target:g}": row(p.threshold) for p in map(sc.fnir_at_fpir, targets) if math.isfinite(p.threshold)
+    }
+    tuned = {}
+    for f in targets:
+        t = float(fused.threshold_for_fpir(f, mix))  # type: ignore[attr-defined]
+        t_old = float(photo.threshold_for_fpir(f, persons))  # type: ignore[attr-defined]
+        tuned[f"{f:g}"] = {
+            "fused_cal": {"threshold": t, "fpir_measured": sc.fpir(t), "fnir_measured": sc.fnir(t)},
+            "photo_cal_n_persons": {
+                "threshold": t_old,
+                "fpir_measured": sc.fpir(t_old),
+                "fnir_measured": sc.fnir(t_old),
+            },
+        }
+    return {
+        "model": str(getattr(photo, "model", "?")),
+        "template": "fused",
+        "fused_k": k,
+        "split": split.describe(),
+        "at_measured_operating_points": at_points,
+        "tuned_for_target": tuned,
+    }
+
+
+def mixed_k_watchlist_check(
+    embeddings: npt.ArrayLike,
+    names: Sequence[str] | np.ndarray,
+    *,
+    photo: object,
+    fused: object,
+    max_photos: int = 10,
+    seed: int = 0,
+    targets: tuple[float, ...] = (1e-2, 1e-3),
+) -> dict[str, object]:
+    """Predicted vs measured FPIR of a fused list whose persons have DIFFERENT photo counts.
+
+    Protocol (seeded): identities with >= 2 photos with a face are eligible; half of them (a seeded
+    permutation) are listed, each with all but one of their photos (a seeded shuffle; at most
+    ``max_photos``, so K_p runs from 1 to ``max_photos`` and persons beyond the largest calibrated K
+    are included), fused into one template; every photo of every other identity is a stranger.
+    For each target FPIR: the threshold ``FusedCalibrations.threshold_for_fpir`` chooses for the
+    list's mix of K_p, and the FPIR measured there; plus, at the measured operating points, the
+    predicted / measured ratio.
+    """
+    emb, nm = _check_embeddings(embeddings, names)
+    _, labels = np.unique(nm, return_inverse=True)
+    counts = np.bincount(labels)
+    eligible = np.flatnonzero(counts >= 2)
+    if len(eligible) < 2:
+        raise ValueError(f"need at least 2 identities with >= 2 photos, found {len(eligible)}")
+    rng = np.random.default_rng(seed)
+    listed = np.sort(eligible[rng.permutation(len(eligible))[: len(eligible) // 2]])
+    order = np.argsort(labels, kind="stable")
+    starts = np.r_[0, np.cumsum(counts)]
+    templates, ks = [], []
+    for ident in listed:
+        rows = order[starts[ident] : starts[ident + 1]]
+        rows = rows[np.random.default_rng([seed, int(ident)]).permutation(len(rows))]
+        pick = rows[: min(len(rows) - 1, int(max_photos))]
+        t = emb[pick].astype(np.float64).sum(axis=0)
+        templates.append(t / np.linalg.norm(t))
+        ks.append(len(pick))
+    tmat = np.asarray(templates, np.float32)
+    strangers = emb[~np.isin(labels, listed)]
+    top = (strangers @ tmat.T).max(axis=1).astype(np.float64)  # each stranger's best score over the list
+    kv, kc = np.unique(ks, return_counts=True)
+    mix = {int(k): int(c) for k, c in zip(kv, kc, strict=True)}
+    n_persons = len(listed)
+
+    def measured(t: float) -> float:
+        return float((top >= t).mean())
+
+    points = {}
+    srt = np.sort(top)[::-1]
+    for f in targets:
+        k = math.floor(f * len(top))
+        t_meas = float(np.nextafter(srt[k], np.inf))  # lowest threshold with measured FPIR <= f
+        t_new = float(fused.threshold_for_fpir(f, mix))  # type: ignore[attr-defined]
+        t_old = float(photo.threshold_for_fpir(f, n_persons))  # type: ignore[attr-defined]
+        pred = float(fused.est_fpir(t_meas, mix))  # type: ignore[attr-defined]
+        points[f"{f:g}"] = {
+            "measured_operating_point": {
+                "threshold": t_meas,
+                "fpir_measured": measured(t_meas),
+                "fpir_predicted_fused_cal": pred,
+                "ratio_fused_cal": pred / measured(t_meas) if measured(t_meas) > 0 else math.inf,
+                "fpir_predicted_photo_cal": float(photo.est_fpir(t_meas, n_persons)),  # type: ignore[attr-defined]
+            },
+            "tuned_fused_cal": {"threshold": t_new, "fpir_measured": measured(t_new)},
+            "tuned_photo_cal_n_persons": {"threshold": t_old, "fpir_measured": measured(t_old)},
+        }
+    return {
+        "model": str(getattr(photo, "model", "?")),
+        "protocol": (
+            f"seed {seed}: half of the {len(eligible)} identities with >= 2 photos listed, each with all but one "
+            f"photo (at most {max_photos}), fused; every photo of every other identity a stranger"
+        ),
+        "listed_persons": n_persons,
+        "strangers": len(top),
+        "photos_per_person": {str(k): c for k, c in mix.items()},
+        "points": points,
+    }

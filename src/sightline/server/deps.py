@@ -101,6 +101,26 @@ def list_meaning(services: Services, similarity: float, n: int) -> tuple[float, 
     return rate, f"about {rate:.2g} of strangers score this high against {n:,} enrolled photos"
 
 
+def alert_list_meaning(services: Services, similarity: float, watchlist: str, n: int) -> tuple[float, str]:
+    """Like :func:`list_meaning`, for a live alert: with ``watch.templates = "fused"`` the cameras match
+    each listed person by ONE fused template, so the chance is read from the fused-template calibrations
+    for the list's photos per person (``sightline.gallery.tuning.score_meaning``); per-photo: the same
+    as ``list_meaning(services, similarity, n)``. Falls back to the per-photo meaning when the fused
+    one cannot be computed (a model without fused calibrations, a list deleted since the alert)."""
+    if getattr(services.config.watch, "templates", "per-photo") == "fused":
+        from sightline.gallery.tuning import list_photo_counts, score_meaning
+
+        try:
+            mix = list_photo_counts(services.gallery, watchlist)  # type: ignore[arg-type]
+            m = score_meaning(
+                services.engine.calibration, similarity, 0, templates="fused", photos_per_person=mix or {1: 1}
+            )
+            return m.est_fpir, m.text
+        except (LookupError, ValueError):  # TuningError, an unknown watchlist (GalleryError) included
+            logger.debug("fused meaning unavailable for %r; per-photo meaning used", watchlist, exc_info=True)
+    return list_meaning(services, similarity, n)
+
+
 def crop_response(data: bytes | None, what: str) -> Any:
     """A JPEG response that no cache keeps (face crops are biometric data); 404 when there is none."""
     from fastapi.responses import Response

@@ -89,7 +89,9 @@ class CameraSupervisor:
         self.engine_factory = engine_factory
         self.watch = watch
         self.cameras = CameraStore(gallery.store)
-        self.matcher = WatchlistMatcher(gallery, None, min_alert_quality=watch.min_alert_quality)
+        self.matcher = WatchlistMatcher(
+            gallery, None, min_alert_quality=watch.min_alert_quality, templates=watch.templates
+        )
         self._running: dict[str, Supervisor] = {}
         self._lock = threading.Lock()
 

@@ -23,9 +23,14 @@ Templates (``templates``): ``"per-photo"`` (default) scores a person by their be
 ``"fused"`` replaces a person's templates by one, the mean of their L2-normalised descriptors,
 renormalised. With 2 photos per person fused missed fewer listed people on LFW (FNIR at FPIR 1%:
 11.4% vs 17.1%, mean of 5 splits; docs/BENCHMARKS.md §6). Not to be confused with the "fusion" model.
-Caveat: the model's calibration (and so the default and tuned thresholds) describes photo-vs-photo
-scores; fused templates score strangers higher (measured 1.3-1.8x the false alerts predicted), so use
-"fused" only with thresholds measured for it.
+Fused templates score strangers higher than single photos (the photo calibration under-stated a fused
+list's false alerts 1.3-1.8x for dlib, 2-4x for the fusion model), so in "fused" mode everything that
+reads the calibration uses the fused-template calibrations (``FusedCalibrations``, one impostor curve
+per K = 2..5 photos; a person with one photo keeps the photo calibration, one with more than 5 the K=5
+curve): a list without its own threshold gets, per person, the threshold at the model's default FMR
+(1e-3) on that person's K curve, and ``Match.est_fmr`` is read from it. A list's tuned threshold should
+come from ``sightline watchlist tune NAME --templates fused`` (set ``WatchConfig.templates`` to match).
+Construction raises ValueError when the model has no fused calibrations.
 
 Quality gate (``min_alert_quality``, ``WatchConfig.min_alert_quality``): when ``match`` is given the
 quality score of each face (``Quality.score``, 0-1), a face below the gate gets no Match whatever its
@@ -50,6 +55,8 @@ from sightline.types import F32, Match
 
 if TYPE_CHECKING:
     from sightline.gallery.service import Gallery
+    from sightline.gallery.tuning import ScoreMeaning
+    from sightline.vision.calibration import FusedCalibrations
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +71,7 @@ class _Snapshot:
     matrix: F32  # (M, D) templates of watchlisted persons, rows grouped by person
     starts: I64  # (P,) first row of each person in ``matrix``
     persons: I64  # (P,) person ids
+    photos: I64  # (P,) templates (photos) of each person, before any fusing
     names: dict[int, str]
     pair_col: I64  # (K,) column in the (Q, P) per-person maximum of each (person, watchlist) pair
     pair_thr: npt.NDArray[np.float64]  # (K,) the pair's threshold
@@ -94,6 +102,14 @@ class WatchlistMatcher:
             raise ValueError(f"templates must be 'per-photo' or 'fused', got {templates!r}")
         self.templates = templates
         self.gallery = gallery
+        self.fused: FusedCalibrations | None = None
+        if templates == "fused":
+            from sightline.vision.calibration import FusedCalibrations
+
+            try:
+                self.fused = FusedCalibrations.builtin(str(gallery.engine.model), gallery.engine.calibration)
+            except FileNotFoundError as exc:
+                raise ValueError(f"templates='fused' needs fused-template calibrations: {exc}") from None
         self.only = None if watchlists is None else frozenset(n.strip().casefold() for n in watchlists)
         self.min_alert_quality = float(min_alert_quality)
         self._lock = threading.Lock()
@@ -113,6 +129,23 @@ class WatchlistMatcher:
     def watchlists(self) -> tuple[str, ...]:
         """Names of the active watchlists (after a refresh)."""
         return self._current().watchlists
+
+    def photo_counts(self) -> dict[int, int]:
+        """Photos per person -> persons, over the persons currently matched against (after a refresh)."""
+        ks, counts = np.unique(self._current().photos, return_counts=True)
+        return {int(k): int(c) for k, c in zip(ks, counts, strict=True)}
+
+    def score_meaning(self, similarity: float) -> ScoreMeaning:
+        """What ``similarity`` means against everything this matcher compares a face with: the chance
+        a stranger scores this high against SOME template (``sightline.gallery.tuning.score_meaning``),
+        with the calibration of the template mode: per-photo (N = templates) or fused (one template
+        per person, each person's K curve)."""
+        from sightline.gallery.tuning import score_meaning
+
+        if self.fused is not None:
+            mix = self.photo_counts() or {1: 1}
+            return score_meaning(self.fused, similarity, 0, templates="fused", photos_per_person=mix)
+        return score_meaning(self.gallery.engine.calibration, similarity, max(1, self.size()[1]))
 
     def refresh(self) -> None:
         """Rebuild now (``match`` does this by itself when the gallery changed)."""
@@ -151,6 +184,7 @@ class WatchlistMatcher:
         pair_sim = best[:, snap.pair_col]  # (N, K)
         passed = (pair_sim >= snap.pair_thr[None, :]) & ok[:, None]
         cal = self.gallery.engine.calibration
+        fused = self.fused
         out: list[Match | None] = []
         for i in range(len(q)):
             ks = np.flatnonzero(passed[i])
@@ -158,8 +192,10 @@ class WatchlistMatcher:
                 out.append(None)
                 continue
             k = min(ks, key=lambda j: (-pair_sim[i, j], -snap.pair_thr[j], snap.pair_wl[j]))
-            pid = int(snap.persons[snap.pair_col[k]])
+            col = int(snap.pair_col[k])
+            pid = int(snap.persons[col])
             sim = float(pair_sim[i, k])
+            fmr = cal.est_fmr(sim) if fused is None else fused.est_fmr(sim, int(snap.photos[col]))
             out.append(
                 Match(
                     person_id=pid,
@@ -167,7 +203,7 @@ class WatchlistMatcher:
                     watchlist=snap.pair_wl[k],
                     similarity=sim,
                     threshold=float(snap.pair_thr[k]),
-                    est_fmr=float(cal.est_fmr(sim)),
+                    est_fmr=float(fmr),
                 )
             )
         return out
@@ -208,25 +244,34 @@ class WatchlistMatcher:
             matrix, row_pids = np.ascontiguousarray(mat[keep]), pids[keep]  # already sorted by person
         starts = np.flatnonzero(np.r_[True, row_pids[1:] != row_pids[:-1]]) if len(row_pids) else np.zeros(0, np.int64)
         persons = row_pids[starts] if len(row_pids) else np.zeros(0, np.int64)
+        photos = np.diff(np.r_[starts, len(row_pids)]).astype(np.int64) if len(row_pids) else np.zeros(0, np.int64)
         if self.templates == "fused" and len(persons):
             sums = np.add.reduceat(matrix.astype(np.float64), starts, axis=0)  # rows are unit vectors
             matrix = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
             starts = np.arange(len(persons), dtype=np.int64)
         col_of = {int(p): c for c, p in enumerate(persons)}
         pair_col, pair_thr, pair_wl = [], [], []
+        # fused: a list without its own threshold uses, per person, the default FMR on that person's K curve
+        fused_default = (
+            {int(k): float(self.fused.for_k(int(k)).default_threshold) for k in np.unique(photos)}
+            if self.fused is not None
+            else {}
+        )
         for w in lists:
             thr = default_thr if w.threshold is None else float(w.threshold)
             for pid in sorted(members[w.name]):
                 if pid in col_of:  # a member without a template of this model cannot match
-                    pair_col.append(col_of[pid])
-                    pair_thr.append(thr)
+                    col = col_of[pid]
+                    pair_col.append(col)
+                    pair_thr.append(fused_default.get(int(photos[col]), thr) if w.threshold is None else thr)
                     pair_wl.append(w.name)
         self.reloads += 1
         logger.info(
-            "watchlist matcher: %s watchlist(s), %s person(s), %s template(s) (generation %s)",
+            "watchlist matcher: %s watchlist(s), %s person(s), %s template(s), %s (generation %s)",
             len(lists),
             len(persons),
             len(matrix),
+            self.templates,
             gen,
         )
         return _Snapshot(
@@ -234,6 +279,7 @@ class WatchlistMatcher:
             matrix=matrix,
             starts=starts.astype(np.int64),
             persons=persons.astype(np.int64),
+            photos=photos,
             names=names,
             pair_col=np.asarray(pair_col, np.int64),
             pair_thr=np.asarray(pair_thr, np.float64),

@@ -134,7 +134,9 @@ class Supervisor:
         self.matcher = (
             matcher
             if matcher is not None
-            else WatchlistMatcher(gallery, watchlists, min_alert_quality=self.watch.min_alert_quality)
+            else WatchlistMatcher(
+                gallery, watchlists, min_alert_quality=self.watch.min_alert_quality, templates=self.watch.templates
+            )
         )
         self._stop = threading.Event()
         self._cams: dict[str, _Camera] = {}

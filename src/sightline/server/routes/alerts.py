@@ -19,7 +19,16 @@ from starlette.concurrency import run_in_threadpool
 
 from sightline.events import StoredAlert
 from sightline.server.auth import ALERT_DECIDERS, ALERT_READERS, CurrentUser, require_roles, ws_require_roles
-from sightline.server.deps import RowId, RowIdQuery, Svc, audit, crop_response, list_meaning, list_size, meaning
+from sightline.server.deps import (
+    RowId,
+    RowIdQuery,
+    Svc,
+    alert_list_meaning,
+    audit,
+    crop_response,
+    list_size,
+    meaning,
+)
 from sightline.server.routes.persons import best_crops
 from sightline.server.schemas import AlertPublic, DecisionIn
 from sightline.server.services import Services
@@ -61,7 +70,7 @@ def alert_public(
         n = list_size(svc, m.watchlist)
         if sizes is not None:
             sizes[m.watchlist] = n
-    rate, words = list_meaning(svc, m.similarity, n)
+    rate, words = alert_list_meaning(svc, m.similarity, m.watchlist, n)
     return AlertPublic(
         id=alert_id,
         camera_id=alert.camera_id,
