@@ -150,3 +150,38 @@ def test_score_meaning_of_a_fused_list():
         score_meaning(FUSED, s, 5, templates="fused")
     with pytest.raises(TuningError, match="templates must be one of"):
         score_meaning(FUSED.photo, s, 5, templates="best")  # type: ignore[arg-type]
+
+
+def test_a_list_remembers_the_template_mode_its_threshold_was_tuned_for(tmp_path, engine, caplog):
+    """Schema 5: `watchlist tune --templates M` stores M with the threshold; an edit of the description keeps
+    it, a threshold set by hand clears it; a live matcher in the other mode warns that the list's false-alert
+    rate is not the one it was tuned for."""
+    import logging
+
+    from sightline.video.matcher import WatchlistMatcher
+
+    with Gallery.open(tmp_path, engine) as g:
+        g.enroll_person("obama", sorted((GALLERY / "obama").iterdir()), watchlist="wanted", create=True)
+        assert g.get_watchlist("wanted").threshold_templates is None
+        tune_watchlist(g, "wanted", 10, templates="fused")
+        wl = g.get_watchlist("wanted")
+        assert wl.threshold_templates == "fused" and wl.threshold is not None
+        g.store.update_watchlist(wl.id, description="edited", threshold=wl.threshold)
+        assert g.get_watchlist("wanted").threshold_templates == "fused"  # same threshold: still tuned for fused
+        with caplog.at_level(logging.WARNING, logger="sightline.video.matcher"):
+            WatchlistMatcher(g, templates="per-photo").refresh()
+        assert "tuned for fused templates but is matched with per-photo" in caplog.text
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="sightline.video.matcher"):
+            WatchlistMatcher(g, templates="fused").refresh()
+        assert "tuned for" not in caplog.text
+        g.store.update_watchlist(wl.id, description="edited", threshold=0.95)
+        assert g.get_watchlist("wanted").threshold_templates is None  # set by hand
+        tune_watchlist(g, "wanted", 10)
+        assert g.get_watchlist("wanted").threshold_templates == "per-photo"
+        tune_watchlist(g, "wanted", 10, dry_run=True, templates="fused")
+        assert g.get_watchlist("wanted").threshold_templates == "per-photo"  # a dry run stores nothing
+        with pytest.raises(Exception, match="threshold_templates"):
+            g.store.update_watchlist(wl.id, description="", threshold=0.9, threshold_templates="mean")
+    out = run(tmp_path, "watchlist", "show", "wanted")
+    assert out["threshold_tuned_for"] == "per-photo"

@@ -200,8 +200,12 @@ def test_watchlists_members_and_thresholds(srv):
     assert [m["name"] for m in got["members"]] == ["Rose"] and got["threshold"] == 0.5
     assert [p["name"] for p in op.get("/api/persons?watchlist=staff").json()] == ["Rose"]
     assert op.get("/api/persons?q=ros").json()[0]["id"] == pid
+    assert got["threshold_tuned_for"] is None  # set by hand
+    srv.services.gallery.store.update_watchlist(wl["id"], description="", threshold=0.5, threshold_templates="fused")
+    r = sup.patch(f"/api/watchlists/{wl['id']}", json={"description": "door staff"})
+    assert r.json()["threshold_tuned_for"] == "fused"  # an edit that keeps the threshold keeps what it was tuned for
     r = sup.patch(f"/api/watchlists/{wl['id']}", json={"default_threshold": True})
-    assert r.json()["threshold"] is None
+    assert r.json()["threshold"] is None and r.json()["threshold_tuned_for"] is None
     assert sup.delete(f"/api/watchlists/{wl['id']}/members/{pid}").status_code == 204
     assert sup.delete(f"/api/watchlists/{wl['id']}/members/{pid}").status_code == 404
     assert sup.delete(f"/api/watchlists/{wl['id']}").status_code == 204
@@ -210,6 +214,7 @@ def test_watchlists_members_and_thresholds(srv):
     assert actions == [
         "watchlist.create",
         "watchlist.member_add",
+        "watchlist.update",
         "watchlist.update",
         "watchlist.member_remove",
         "watchlist.delete",

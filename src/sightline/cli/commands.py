@@ -464,6 +464,7 @@ def watchlist_show_cmd(state: CliState, name: str, as_json: bool, *, templates: 
         "threshold_meaning_for_list": for_list,
         "est_stranger_alert_rate": rate,
         "is_default_threshold": w.threshold is None,
+        "threshold_tuned_for": w.threshold_templates,
         **({"default_threshold_by_photos": per_k_default} if per_k_default else {}),
         "members": [
             {"id": p.id, "name": p.name, "external_id": p.external_id, "templates": p.template_count} for p in members
@@ -473,8 +474,15 @@ def watchlist_show_cmd(state: CliState, name: str, as_json: bool, *, templates: 
     def render() -> None:
         title = f"[bold]{escape(w.name)}[/]" + (f" — {escape(w.description)}" if w.description else "")
         source = "model default, FMR 1e-3" if w.threshold is None else "set for this list"
+        if w.threshold_templates is not None:
+            source = f"tuned for {w.threshold_templates} templates"
         console.print(title)
         console.print(f"threshold {thr:.3f} ({source}): {data['threshold_meaning']}")
+        if w.threshold_templates is not None and w.threshold_templates != templates:
+            console.print(
+                f"  [yellow]warning:[/] tuned for {w.threshold_templates} templates, described here for {templates}: "
+                f"run live watch with templates={w.threshold_templates} or tune again"
+            )
         if per_k_default:
             ks = ", ".join(f"{v:.4f} for {k} photo(s)" for k, v in per_k_default.items())
             console.print(f"  fused templates: the default is set per person by photo count ({ks})")

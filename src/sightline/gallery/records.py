@@ -121,6 +121,8 @@ class Watchlist:
 
     threshold:    cosine-similarity threshold for a match; None means the model's default threshold.
     member_count: persons in the watchlist when it was read.
+    threshold_templates: the template mode the threshold was tuned for ('per-photo' or 'fused',
+                  ``watchlist tune --templates``); None when set by hand or when there is none.
     """
 
     id: int
@@ -129,6 +131,7 @@ class Watchlist:
     threshold: float | None
     created_at: datetime
     member_count: int = 0
+    threshold_templates: str | None = None
 
 
 @dataclass(frozen=True)

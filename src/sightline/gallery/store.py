@@ -320,8 +320,17 @@ SCHEMA_V4: tuple[str, ...] = (
         SELECT RAISE(ABORT, 'audit_log is append-only'); END""",
 )
 
+#: Schema version 5: ``watchlists.threshold_templates``, the template mode a list's threshold was tuned
+#: for ('per-photo' or 'fused', ``sightline watchlist tune --templates``); NULL for a threshold set by
+#: hand or none. Live watch warns when it runs a list in the other mode (a fused threshold is stricter
+#: than a per-photo one for the same false-alert target). Frozen once released.
+SCHEMA_V5: tuple[str, ...] = (
+    "ALTER TABLE watchlists ADD COLUMN threshold_templates TEXT "
+    "CHECK (threshold_templates IS NULL OR threshold_templates IN ('per-photo', 'fused'))",
+)
+
 #: ``MIGRATIONS[i]`` takes a file from schema version i to i + 1. Append only.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -407,7 +416,7 @@ _TEMPLATE_COLS = (
 )
 _WATCHLIST_COLS = (
     "w.id, w.name, w.description, w.threshold, w.created_at, "
-    "(SELECT count(*) FROM watchlist_members m WHERE m.watchlist_id = w.id)"
+    "(SELECT count(*) FROM watchlist_members m WHERE m.watchlist_id = w.id), w.threshold_templates"
 )
 
 
@@ -440,6 +449,7 @@ def _watchlist(row: Sequence) -> Watchlist:
         threshold=row[3],
         created_at=_ts(row[4]),
         member_count=row[5],
+        threshold_templates=row[6],
     )
 
 
@@ -874,12 +884,26 @@ class GalleryStore:
         rows = self._conn().execute(f"SELECT {_WATCHLIST_COLS} FROM watchlists w ORDER BY w.name")
         return [_watchlist(r) for r in rows]
 
-    def update_watchlist(self, watchlist_id: int, *, description: str, threshold: float | None) -> None:
+    def update_watchlist(
+        self,
+        watchlist_id: int,
+        *,
+        description: str,
+        threshold: float | None,
+        threshold_templates: str | None = None,
+    ) -> None:
+        """Set a list's description and threshold. ``threshold_templates``: the template mode the threshold
+        was tuned for ('per-photo' / 'fused'), None for a threshold set by hand (or none): a new
+        threshold always replaces the old one's mode; an unchanged threshold keeps it."""
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise GalleryError(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
+        if threshold_templates not in (None, "per-photo", "fused"):
+            raise GalleryError(f"threshold_templates must be 'per-photo', 'fused' or None, got {threshold_templates!r}")
         self._write(
-            "UPDATE watchlists SET description = ?, threshold = ? WHERE id = ?",
-            (description, threshold, watchlist_id),
+            "UPDATE watchlists SET description = ?, threshold_templates = CASE "
+            "WHEN ? IS NOT NULL THEN ? WHEN threshold IS ? THEN threshold_templates ELSE NULL END, "
+            "threshold = ? WHERE id = ?",
+            (description, threshold_templates, threshold_templates, threshold, threshold, watchlist_id),
         )
 
     def delete_watchlist(self, watchlist_id: int) -> bool:

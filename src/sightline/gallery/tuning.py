@@ -244,7 +244,7 @@ def tune_watchlist(
         thr, fmr = choose_threshold(cal, max_false_alerts_per_1000, comparisons)
         est = float(cal.est_fpir(thr, comparisons))  # type: ignore[attr-defined]
     if not dry_run:
-        gallery.store.update_watchlist(wl.id, description=wl.description, threshold=thr)
+        gallery.store.update_watchlist(wl.id, description=wl.description, threshold=thr, threshold_templates=mode)
     logger.info(
         "watchlist %s: threshold %.4f for <= %s false alerts per 1000 strangers at %d persons, %s templates "
         "(FMR %.3g)%s",

@@ -132,6 +132,11 @@ class WatchlistPublic(BaseModel):
     meaning: str
     member_count: int
     created_at: float
+    threshold_tuned_for: str | None = Field(
+        None,
+        description="Template mode the threshold was tuned for ('per-photo' or 'fused', `sightline watchlist tune "
+        "--templates`); None when set by hand or none",
+    )
 
 
 class MemberAdd(_In):

@@ -258,6 +258,19 @@ class WatchlistMatcher:
             else {}
         )
         for w in lists:
+            tuned = getattr(w, "threshold_templates", None)
+            if w.threshold is not None and tuned is not None and tuned != self.templates:
+                logger.warning(
+                    "watchlist %s: its threshold %.4f was tuned for %s templates but is matched with %s templates "
+                    "(WatchConfig.templates): its false-alert rate is not the one it was tuned for; tune it again "
+                    "with `sightline watchlist tune %s --templates %s`",
+                    w.name,
+                    w.threshold,
+                    tuned,
+                    self.templates,
+                    w.name,
+                    self.templates,
+                )
             thr = default_thr if w.threshold is None else float(w.threshold)
             for pid in sorted(members[w.name]):
                 if pid in col_of:  # a member without a template of this model cannot match

@@ -41,6 +41,7 @@ def _public(svc: Services, wl: Watchlist) -> WatchlistPublic:
         meaning=meaning(svc, eff),
         member_count=wl.member_count,
         created_at=wl.created_at.timestamp(),
+        threshold_tuned_for=wl.threshold_templates,
     )
 
 
