@@ -101,23 +101,36 @@ def list_meaning(services: Services, similarity: float, n: int) -> tuple[float, 
     return rate, f"about {rate:.2g} of strangers score this high against {n:,} enrolled photos"
 
 
-def alert_list_meaning(services: Services, similarity: float, watchlist: str, n: int) -> tuple[float, str]:
-    """Like :func:`list_meaning`, for a live alert: with ``watch.templates = "fused"`` the cameras match
-    each listed person by ONE fused template, so the chance is read from the fused-template calibrations
-    for the list's photos per person (``sightline.gallery.tuning.score_meaning``); per-photo: the same
-    as ``list_meaning(services, similarity, n)``. Falls back to the per-photo meaning when the fused
-    one cannot be computed (a model without fused calibrations, a list deleted since the alert)."""
-    if getattr(services.config.watch, "templates", "per-photo") == "fused":
-        from sightline.gallery.tuning import list_photo_counts, score_meaning
+def alert_list_photos(services: Services, watchlist: str) -> dict[int, int] | None:
+    """Photos per person -> persons of ``watchlist`` when the cameras match it by fused templates
+    (``watch.templates = "fused"``), else None (per-photo: :func:`list_size` is what counts). One SQL
+    count; look it up once per list and response. None too for a list deleted since its alerts."""
+    if getattr(services.config.watch, "templates", "per-photo") != "fused":
+        return None
+    from sightline.gallery.tuning import list_photo_counts
+
+    try:
+        return list_photo_counts(services.gallery, watchlist) or {1: 1}  # type: ignore[arg-type]
+    except LookupError:
+        return None
+
+
+def alert_list_meaning(
+    services: Services, similarity: float, n: int, photos: dict[int, int] | None
+) -> tuple[float, str]:
+    """Like :func:`list_meaning`, for a live alert: with the list's ``photos`` per person
+    (:func:`alert_list_photos`; the cameras match each listed person by ONE fused template) the chance
+    is read from the fused-template calibrations (``sightline.gallery.tuning.score_meaning``); without,
+    ``list_meaning(services, similarity, n)``, which is also the fallback when the model has no fused
+    calibrations."""
+    if photos is not None:
+        from sightline.gallery.tuning import TuningError, score_meaning
 
         try:
-            mix = list_photo_counts(services.gallery, watchlist)  # type: ignore[arg-type]
-            m = score_meaning(
-                services.engine.calibration, similarity, 0, templates="fused", photos_per_person=mix or {1: 1}
-            )
+            m = score_meaning(services.engine.calibration, similarity, 0, templates="fused", photos_per_person=photos)
             return m.est_fpir, m.text
-        except (LookupError, ValueError):  # TuningError, an unknown watchlist (GalleryError) included
-            logger.debug("fused meaning unavailable for %r; per-photo meaning used", watchlist, exc_info=True)
+        except TuningError:
+            logger.debug("fused meaning unavailable; per-photo meaning used", exc_info=True)
     return list_meaning(services, similarity, n)
 
 

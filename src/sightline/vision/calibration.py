@@ -22,6 +22,7 @@ cameras and people can shift it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -265,8 +266,13 @@ def builtin_models() -> list[str]:
 
 def builtin_fused_ks(model: str) -> list[int]:
     """The K (photos per fused template) with a fused-template calibration shipped for ``model``."""
+    return list(_shipped_fused_ks(model))
+
+
+@functools.cache
+def _shipped_fused_ks(model: str) -> tuple[int, ...]:
     found = (_FUSED.match(p.name) for p in resources.files(_PACKAGE).iterdir())
-    return sorted(int(m["k"]) for m in found if m is not None and m["model"] == model)
+    return tuple(sorted(int(m["k"]) for m in found if m is not None and m["model"] == model))
 
 
 def load_builtin(model: str) -> Calibration:
@@ -296,10 +302,17 @@ def load_builtin_fused(model: str, k: int) -> Calibration:
     """The fused-template calibration shipped for ``model`` and K = ``k`` photos per template
     (``sightline/vision/embed/{model}.fused_k{k}.calibration.json``). Raises ValueError for k < 2
     (one photo is not fused: use ``load_builtin``) and FileNotFoundError naming the K that exist.
-    For a person with more photos than any shipped K use ``FusedCalibrations.for_k``."""
-    kk = int(k)
+    For a person with more photos than any shipped K use ``FusedCalibrations.for_k``.
+
+    Read once per process: the files are package data and a ``Calibration`` is immutable, so every
+    caller (an API response describing many alerts, the matcher, tuning) shares one parsed copy."""
+    return _load_builtin_fused(model, int(k))
+
+
+@functools.cache
+def _load_builtin_fused(model: str, kk: int) -> Calibration:
     if kk < 2:
-        raise ValueError(f"a fused template averages K >= 2 photos, got K = {k}; one photo: load_builtin({model!r})")
+        raise ValueError(f"a fused template averages K >= 2 photos, got K = {kk}; one photo: load_builtin({model!r})")
     res = resources.files(_PACKAGE) / fused_filename(model, kk)
     if not res.is_file():
         ks = builtin_fused_ks(model)

@@ -24,6 +24,7 @@ from sightline.server.deps import (
     RowIdQuery,
     Svc,
     alert_list_meaning,
+    alert_list_photos,
     audit,
     crop_response,
     list_size,
@@ -60,17 +61,18 @@ def alert_public(
     *,
     stored: StoredAlert | None = None,
     cache: dict[int, str | None] | None = None,
-    sizes: dict[str, int] | None = None,
+    lists: dict[str, tuple[int, dict[int, int] | None]] | None = None,
 ) -> AlertPublic:
-    """``cache``: enrolled-crop URLs by person; ``sizes``: list sizes by watchlist — pass dicts shared by
-    the alerts of one response so each is looked up once."""
+    """``cache``: enrolled-crop URLs by person; ``lists``: by watchlist, its templates and (fused matching)
+    photos per person — pass dicts shared by the alerts of one response so each is looked up once."""
     m = alert.match
-    n = None if sizes is None else sizes.get(m.watchlist)
-    if n is None:
-        n = list_size(svc, m.watchlist)
-        if sizes is not None:
-            sizes[m.watchlist] = n
-    rate, words = alert_list_meaning(svc, m.similarity, m.watchlist, n)
+    facts = None if lists is None else lists.get(m.watchlist)
+    if facts is None:
+        facts = (list_size(svc, m.watchlist), alert_list_photos(svc, m.watchlist))
+        if lists is not None:
+            lists[m.watchlist] = facts
+    n, photos = facts
+    rate, words = alert_list_meaning(svc, m.similarity, n, photos)
     return AlertPublic(
         id=alert_id,
         camera_id=alert.camera_id,
@@ -101,9 +103,9 @@ def _stored_public(
     svc: Services,
     s: StoredAlert,
     cache: dict[int, str | None] | None = None,
-    sizes: dict[str, int] | None = None,
+    lists: dict[str, tuple[int, dict[int, int] | None]] | None = None,
 ) -> AlertPublic:
-    return alert_public(svc, s.alert, s.id, stored=s, cache=cache, sizes=sizes)
+    return alert_public(svc, s.alert, s.id, stored=s, cache=cache, lists=lists)
 
 
 @router.get("")
@@ -127,8 +129,8 @@ def list_alerts(
         limit=limit,
     )
     cache: dict[int, str | None] = {}
-    sizes: dict[str, int] = {}
-    return [_stored_public(svc, s, cache, sizes) for s in rows]
+    lists: dict[str, tuple[int, dict[int, int] | None]] = {}
+    return [_stored_public(svc, s, cache, lists) for s in rows]
 
 
 def _get(svc: Services, alert_id: int) -> StoredAlert:
