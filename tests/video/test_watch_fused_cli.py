@@ -66,7 +66,7 @@ def test_watch_fused_alert_states_the_fused_meaning(clip: Clip, data_dir: Path) 
 def test_watch_rejects_an_unknown_template_mode(clip: Clip, data_dir: Path) -> None:
     out = sightline(data_dir, "watch", str(clip.path), "--templates", "mean", "--json", "--duration", "1")
     assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert "--templates must be per-photo or fused" in out.stdout + out.stderr
+    assert "--templates must be one of per-photo, fused" in out.stdout + out.stderr
 
 
 @pytest.mark.timeout(60)

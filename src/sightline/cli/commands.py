@@ -388,6 +388,16 @@ def detect_cmd(state: CliState, photo: Path, draw: Path | None, as_json: bool) -
 # ---- watchlists and persons ------------------------------------------------------------------
 
 
+def check_templates_option(templates: str, as_json: bool) -> None:
+    """Exit with a usage error unless ``--templates`` names a template mode (per-photo or fused)."""
+    from sightline.gallery.tuning import TuningError, check_templates
+
+    try:
+        check_templates(templates)
+    except TuningError as exc:
+        fail(f"--{exc}", as_json=as_json)
+
+
 def watchlist_list_cmd(state: CliState, as_json: bool) -> None:
     g = state.gallery()
     rows = g.list_watchlists()
@@ -415,10 +425,15 @@ def watchlist_list_cmd(state: CliState, as_json: bool) -> None:
 
 def watchlist_show_cmd(state: CliState, name: str, as_json: bool, *, templates: str = "per-photo") -> None:
     from sightline.gallery import GalleryError
-    from sightline.gallery.tuning import TEMPLATE_MODES, TuningError, list_counts, list_photo_counts, score_meaning
+    from sightline.gallery.tuning import (
+        TuningError,
+        fused_calibrations,
+        list_counts,
+        list_photo_counts,
+        score_meaning,
+    )
 
-    if templates not in TEMPLATE_MODES:
-        fail(f"--templates must be one of {', '.join(TEMPLATE_MODES)}, got {templates!r}", as_json=as_json)
+    check_templates_option(templates, as_json)
     g = state.gallery()
     try:
         w = g.get_watchlist(name)
@@ -431,27 +446,25 @@ def watchlist_show_cmd(state: CliState, name: str, as_json: bool, *, templates: 
     n_templates = list_counts(g, w.name)[1]
     per_k_default: dict[str, float] = {}
     if templates == "fused":
-        # one fused template per person; a list without its own threshold uses, per person, the default
-        # FMR on that person's K curve (what the live matcher does); the meaning is taken at `thr`
-        mix = list_photo_counts(g, w.name)
+        # one fused template per person (the live matcher's fused mode)
+        mix = list_photo_counts(g, w.name) or {1: 1}
         try:
-            meaning = score_meaning(cal, thr, 0, templates="fused", photos_per_person=mix or {1: 1})
-            if w.threshold is None:
-                from sightline.vision.calibration import FusedCalibrations
-
-                fc = FusedCalibrations.builtin(str(state.engine().model), cal)
-                per_k_default = {str(k): fc.for_k(k).default_threshold for k in sorted(mix)}
-        except (TuningError, FileNotFoundError) as exc:
+            fused = fused_calibrations(g)
+        except TuningError as exc:
             fail(str(exc), as_json=as_json)
-        for_list, rate = meaning.text, meaning.est_fpir
-        if per_k_default:  # each person at their own curve's default FMR: 1 - (1 - FMR)^persons
-            persons = sum(mix.values())
-            fmr = cal.default_fmr
+        if w.threshold is None:
+            # no list threshold: each person is matched at the default FMR on their photo count's curve,
+            # so a stranger passes some person's threshold with chance 1 - (1 - FMR)^persons
+            per_k_default = {str(k): fused.for_k(k).default_threshold for k in sorted(mix)}
+            persons, fmr = sum(mix.values()), cal.default_fmr
             rate = 1.0 - (1.0 - fmr) ** persons
             for_list = (
                 f"about {rate:.2g} of strangers score above the threshold of some person on this list "
                 f"({persons:,} fused templates, each at FMR {fmr:g} on its photo count's curve)"
             )
+        else:
+            meaning = score_meaning(fused, thr, 0, templates="fused", photos_per_person=mix)
+            for_list, rate = meaning.text, meaning.est_fpir
     else:
         for_list, rate = cal.describe_for_list(thr, max(1, n_templates)), cal.est_fpir(thr, max(1, n_templates))
     data = {
@@ -979,10 +992,9 @@ def watchlist_tune_cmd(
     templates: str = "per-photo",
 ) -> None:
     from sightline.gallery import GalleryError
-    from sightline.gallery.tuning import TEMPLATE_MODES, TuningError, tune_watchlist
+    from sightline.gallery.tuning import TuningError, tune_watchlist
 
-    if templates not in TEMPLATE_MODES:
-        fail(f"--templates must be one of {', '.join(TEMPLATE_MODES)}, got {templates!r}", as_json=as_json)
+    check_templates_option(templates, as_json)
     gallery = state.gallery()
     try:
         r = tune_watchlist(

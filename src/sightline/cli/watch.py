@@ -265,6 +265,7 @@ def watch_cmd(
     *,
     templates: str = "per-photo",
 ) -> None:
+    from sightline.cli.commands import check_templates_option
     from sightline.config import NotifyConfig, RetentionConfig, WatchConfig
     from sightline.events import EventBus, EventStores
     from sightline.events.notify import Notifier
@@ -286,8 +287,7 @@ def watch_cmd(
     if engine_cfg.threads == 0:  # one engine per camera: share the cores instead of each taking all
         engine_cfg = engine_cfg.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // len(cams))})
     engine_cfg = engine_cfg.model_copy(update={"fallback_detector": "none"})
-    if templates not in ("per-photo", "fused"):
-        fail(f"--templates must be per-photo or fused, got {templates!r}", as_json=as_json)
+    check_templates_option(templates, as_json)
     watch = WatchConfig(templates=templates)  # type: ignore[arg-type]
     bus = EventBus()
     alerts = bus.subscribe(Alert, maxsize=1000)
