@@ -49,24 +49,19 @@ def _with_share(params: fusion.FusionParams, share: float) -> fusion.FusionParam
     return dataclasses.replace(params, share=(share, 1.0 - share))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--npz", required=True)
-    ap.add_argument("--pairs", required=True)
-    ap.add_argument("--shares", default="1.0,0.9,0.8,0.7,0.6,0.5")
-    args = ap.parse_args(argv)
-    d = np.load(args.npz)
-    a_all = d[f"part_{fusion.PARTS[0]}"].astype(np.float32)
-    b_all = d[f"part_{fusion.PARTS[1]}"].astype(np.float32)
-    names, paths = d["names"], d["paths"]
+def sweep(
+    a_all: np.ndarray, b_all: np.ndarray, names: np.ndarray, paths: np.ndarray, pairs, shares: list[float]
+) -> tuple[fusion.FusionParams, list[dict]]:
+    """One row per dlib share (1.0: dlib alone, 0.0: faceres alone) from the two parts of the same images:
+    all-pairs FNMR (the criterion) and the pairs.txt protocol (reported). Impostor mean / spread of each
+    part fitted on these images (no labels)."""
     ok = ~(np.isnan(a_all).any(1) | np.isnan(b_all).any(1))
-    params = fusion.fit(a_all[ok], b_all[ok])  # impostor mean / spread of each part (no labels)
-    pairs = read_pairs(args.pairs)
+    params = fusion.fit(a_all[ok], b_all[ok])
     y, folds = np.asarray(pairs.is_same, bool), np.asarray(pairs.folds)
     za = (pair_scores(a_all, paths, pairs) - params.mu[0]) / params.sd[0]
     zb = (pair_scores(b_all, paths, pairs) - params.mu[1]) / params.sd[1]
     rows = []
-    for share in (float(x) for x in args.shares.split(",")):
+    for share in shares:
         r = evaluate_lfw(share * za + (1 - share) * zb, y, folds)
         rows.append(
             {
@@ -81,12 +76,26 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return params, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--npz", required=True)
+    ap.add_argument("--pairs", required=True)
+    ap.add_argument("--shares", default="1.0,0.9,0.8,0.7,0.6,0.5")
+    args = ap.parse_args(argv)
+    d = np.load(args.npz)
+    a_all = d[f"part_{fusion.PARTS[0]}"].astype(np.float32)
+    b_all = d[f"part_{fusion.PARTS[1]}"].astype(np.float32)
+    shares = [float(x) for x in args.shares.split(",")]
+    params, rows = sweep(a_all, b_all, d["names"], d["paths"], read_pairs(args.pairs), shares)
     best = min(rows, key=lambda r: r["all_pairs"]["fnmr_at_fmr_0.001"])
     print(
         json.dumps(
             {
                 "npz": args.npz,
-                "images": int(ok.sum()),
+                "images": int((~(np.isnan(a_all).any(1) | np.isnan(b_all).any(1))).sum()),
                 "mu": params.mu,
                 "sd": params.sd,
                 "criterion": "lowest all-pairs FNMR at FMR 1e-3",

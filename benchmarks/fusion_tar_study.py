@@ -7,10 +7,11 @@ Issue 7 targets TAR@FAR1e-3 >= 98.5% for `--model fusion` on the dev side; the s
 measured on pairs.txt, whose dev side has only 1,494 mismatched pairs (the threshold is then set by the
 second-highest impostor score)?
 
-- a stratified bootstrap of the pairs (genuine and impostor pairs resampled separately, ``--boot``
-  replicates, seed 0): the 2.5 / 50 / 97.5 percentiles of TAR@FAR1e-3, for dlib alone and fusion;
-- the same TAR with the threshold taken from every impostor pair of the npz's images instead (41 M pairs
-  on the whole dev side: a threshold known to a few parts in 10^4), applied to the pairs.txt genuine pairs.
+- a stratified bootstrap of the pairs (``sightline.eval.lfw.tar_at_far_ci``: genuine and impostor pairs
+  resampled separately, ``--boot`` replicates, seed 0): the 95% interval of TAR@FAR1e-3, for dlib alone
+  and fusion;
+- the same TAR with the threshold taken instead from every impostor pair of the dev side (41 M pairs: the
+  shipped calibration of each model, built from the same images), applied to the pairs.txt genuine pairs.
 
 ``--crops`` (re-embeds faceres; ~90 s per variant on 2 cores): does a different faceres crop help the
 fusion? On every image of pairs.txt (5,001), faces detected once (the enrollment subject face, as
@@ -20,9 +21,10 @@ fusion? On every image of pairs.txt (5,001), faces detected once (the enrollment
 - ``aligned<P>``: dlib's landmark-aligned chip (rotated upright, ``get_face_chip``) at 224x224 with padding P;
 - ``tta_*``: the normalised mean of two or three of the above (multi-crop test-time averaging);
 
-each fused with the npz's dlib part at dlib shares 0.5-0.9 (impostor mean/sd of each part from 200,000
-random pairs of these images, no labels) and scored on pairs.txt (10-fold accuracy, TAR@FAR1e-3, AUC) and
-on every pair of the 5,001 images (FNMR at FMR 1e-3 / 1e-4).
+each fused with the npz's dlib part at dlib shares 0 (faceres alone) to 1 (dlib alone) by
+``benchmarks/fusion_share.py``'s ``sweep`` (impostor mean/sd of each part from random pairs of these
+images, no labels; all-pairs FNMR of these 5,001 images by the shipped calibrations' builder; pairs.txt
+10-fold accuracy, TAR@FAR, AUC).
 
     nice .venv/bin/python benchmarks/fusion_tar_study.py --npz out/fusion/lfw_fusion.npz \
         --lfw ../shared/data/lfw --uncertainty > docs/results/fusion_tar_uncertainty.json
@@ -40,14 +42,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fusion_share import sweep  # benchmarks/fusion_share.py, beside this script
 
-from sightline.eval.lfw import evaluate_lfw, pair_scores, tar_at_far
+from sightline.eval.lfw import pair_scores, tar_at_far, tar_at_far_ci
 from sightline.eval.pairs import read_pairs
+from sightline.vision.calibration import load_builtin
 from sightline.vision.embed import fusion
 
 logger = logging.getLogger(__name__)
 
-SHARES = (0.5, 0.6, 0.7, 0.8, 0.9)
+SHARES = [0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 ALIGNED_PADDINGS = (0.4, 0.6, 0.8)
 
 
@@ -55,74 +59,45 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def _impostor_stats(x: np.ndarray, n: int = 200_000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    i, j = rng.integers(0, len(x), n), rng.integers(0, len(x), n)
-    keep = i != j
-    s = (x[i[keep]] * x[j[keep]]).sum(1)
-    return float(s.mean()), float(s.std())
-
-
-def _all_pairs_fnmr(sim: np.ndarray, names: np.ndarray, fmrs: tuple[float, ...] = (1e-3, 1e-4)) -> dict[str, float]:
-    """FNMR at each FMR over every pair of rows of a square score matrix (genuine = same name); the
-    threshold is the k-th highest impostor score, k = FMR x impostor pairs."""
-    iu = np.triu_indices(len(names), 1)
-    s = sim[iu]
-    same = names[iu[0]] == names[iu[1]]
-    imp, gen = s[~same], s[same]
-    out = {}
-    for f in fmrs:
-        k = max(1, int(f * len(imp)))
-        t = np.partition(imp, -k)[-k]
-        out[f"fnmr_at_fmr_{f:g}"] = round(float((gen <= t).mean()), 5)
-    out["genuine_pairs"], out["impostor_pairs"] = int(same.sum()), int((~same).sum())
-    return out
-
-
 def uncertainty(npz: Path, pairs_path: Path, boot: int) -> dict[str, object]:
     z = np.load(npz)
-    names, paths = z["names"], z["paths"]
+    paths = z["paths"]
     params = fusion.load_builtin()
     a, b = z[f"part_{fusion.PARTS[0]}"].astype(np.float32), z[f"part_{fusion.PARTS[1]}"].astype(np.float32)
     pairs = read_pairs(pairs_path)
     y = np.asarray(pairs.is_same, bool)
-    gi, ii = np.where(y)[0], np.where(~y)[0]
-    iu = np.triu_indices(len(names), 1)
-    same = names[iu[0]] == names[iu[1]]
     rows = {}
-    for label, emb in (
-        ("dlib alone", a),
-        (f"fusion (shipped, dlib share {params.share[0]:g})", fusion.fuse(a, b, params)),
+    for label, emb, model in (
+        ("dlib alone", a, "dlib_resnet_v1"),
+        (f"fusion (shipped, dlib share {params.share[0]:g})", fusion.fuse(a, b, params), params.model),
     ):
         s = pair_scores(emb, paths, pairs)
-        rng = np.random.default_rng(0)
-        reps = []
-        for _ in range(boot):
-            sel = np.concatenate([rng.choice(gi, len(gi)), rng.choice(ii, len(ii))])
-            reps.append(tar_at_far(s[sel], y[sel], 1e-3).tar)
-        imp = (emb @ emb.T)[iu][~same]
+        cal = load_builtin(model)  # built from every impostor pair of these dev images
         at_all = {}
         for f in (1e-3, 1e-4):
-            k = int(f * len(imp))
-            t = float(np.partition(imp, -k)[-k])
+            t = cal.threshold_for_fmr(f)
             at_all[f"{f:g}"] = {
                 "threshold": round(t, 5),
                 "tar_pairs_txt_genuine": round(float((s[y] > t).mean()), 5),
                 "far_pairs_txt_mismatched": round(float((s[~y] > t).mean()), 5),
             }
+        lo, hi = tar_at_far_ci(s, y, 1e-3, replicates=boot, seed=0)
         rows[label] = {
             "tar_at_far_1e-3_pairs_txt": round(tar_at_far(s, y, 1e-3).tar, 5),
-            "bootstrap_percentiles_2.5_50_97.5": [round(float(v), 5) for v in np.percentile(reps, [2.5, 50, 97.5])],
-            "threshold_from_all_impostor_pairs": at_all,
+            "bootstrap_95_interval": [round(lo, 5), round(hi, 5)],
+            "threshold_from_all_impostor_pairs": {
+                "calibration": model,
+                "impostor_pairs": cal.n_impostor_pairs,
+                **at_all,
+            },
         }
     return {
         "npz": str(npz),
         "pairs": {"genuine": int(y.sum()), "mismatched": int((~y).sum())},
-        "all_impostor_pairs": int((~same).sum()),
         "bootstrap": {
             "replicates": boot,
             "seed": 0,
-            "kind": "stratified: genuine and mismatched pairs resampled separately",
+            "kind": "stratified: genuine and mismatched pairs resampled separately (sightline.eval.lfw.tar_at_far_ci)",
         },
         "rows": rows,
     }
@@ -177,15 +152,9 @@ def crops(npz: Path, lfw: Path, threads: int) -> dict[str, object]:
         raise SystemExit(f"{(~valid).sum()} pair images without a face: this study needs all of them")
     z = np.load(npz)
     zi = {str(p): i for i, p in enumerate(z["paths"])}
-    a = z[f"part_{fusion.PARTS[0]}"][[zi[p] for p in rel]].astype(np.float64)
+    a = z[f"part_{fusion.PARTS[0]}"][[zi[p] for p in rel]].astype(np.float32)
     names = np.array([p.split("/")[0] for p in rel])
-    index = {p: i for i, p in enumerate(rel)}
-    pp = pairs.path_pairs()
-    ia, ib = np.array([index[x] for x, _ in pp]), np.array([index[x] for _, x in pp])
-    y, folds = np.asarray(pairs.is_same, bool), np.asarray(pairs.folds)
-    ma, sa = _impostor_stats(a)
-    za_pairs = ((a[ia] * a[ib]).sum(1) - ma) / sa
-    za_all = (a @ a.T - ma) / sa
+    paths = np.array(rel)
 
     emb = faceres.FaceresEmbedder(threads=threads)
     parts: dict[str, np.ndarray] = {}
@@ -198,33 +167,11 @@ def crops(npz: Path, lfw: Path, threads: int) -> dict[str, object]:
     parts["tta_box40+aligned0.6"] = _unit(parts["box40"] + parts["aligned0.6"])
     parts["tta_box40+aligned0.4+aligned0.6"] = _unit(parts["box40"] + parts["aligned0.4"] + parts["aligned0.6"])
 
-    def lfw_row(scores: np.ndarray) -> dict[str, float]:
-        r = evaluate_lfw(scores, y, folds)
-        return {
-            "accuracy": round(r.accuracy_mean, 5),
-            "tar_at_far_1e-3": round(r.tar_at_far[0].tar, 5),
-            "auc": round(r.auc, 5),
-        }
-
-    out: dict[str, object] = {
-        "dlib alone": {"pairs_txt": lfw_row(za_pairs), "all_pairs": _all_pairs_fnmr(za_all, names)}
-    }
+    out: dict[str, object] = {}
     for v, b in parts.items():
-        mb, sb = _impostor_stats(b)
-        zb_pairs = ((b[ia] * b[ib]).sum(1) - mb) / sb
-        zb_all = (b @ b.T - mb) / sb
-        fused = {}
-        for share in SHARES:
-            fused[f"{share:g}"] = {
-                "pairs_txt": lfw_row(share * za_pairs + (1 - share) * zb_pairs),
-                "all_pairs": _all_pairs_fnmr(share * za_all + (1 - share) * zb_all, names),
-            }
-        out[v] = {
-            "faceres_alone": {"pairs_txt": lfw_row(zb_pairs), "all_pairs": _all_pairs_fnmr(zb_all, names)},
-            "fused_by_dlib_share": fused,
-        }
-        print(json.dumps({v: out[v]["faceres_alone"]}), file=sys.stderr, flush=True)
-    return {"npz": str(npz), "images": len(rel), "pairs": len(y), "variants": out}
+        params, rows = sweep(a, b.astype(np.float32), names, paths, pairs, SHARES)
+        out[v] = {"mu": params.mu, "sd": params.sd, "rows_by_dlib_share": rows}
+    return {"npz": str(npz), "images": len(rel), "pairs": len(pairs), "variants": out}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,11 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    doc = (
-        uncertainty(args.npz, args.lfw / "pairs.txt", args.boot)
-        if args.uncertainty
-        else crops(args.npz, args.lfw, args.threads)
-    )
+    if args.uncertainty:
+        doc = uncertainty(args.npz, args.lfw / "pairs.txt", args.boot)
+    else:
+        doc = crops(args.npz, args.lfw, args.threads)
     print(json.dumps(doc, indent=1))
     return 0
 

@@ -214,18 +214,29 @@ def roc_auc(scores: npt.ArrayLike, is_same: npt.ArrayLike) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def tar_at_far(scores: npt.ArrayLike, is_same: npt.ArrayLike, far: float) -> TarAtFar:
-    """TAR at the lowest threshold whose FAR over the mismatched pairs is <= ``far`` (see TarAtFar)."""
+def _impostor_genuine(scores: npt.ArrayLike, is_same: npt.ArrayLike, far: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mismatched, matched) scores, a missing face (NaN) scored -inf; checks ``far`` and the input."""
     if not 0.0 < far < 1.0:
         raise ValueError(f"far must be in (0, 1), got {far}")
     s, y, _ = _check(scores, is_same)
     v = np.where(np.isnan(s), -np.inf, s)
-    imp = np.sort(v[~y])[::-1]
-    gen = v[y]
+    return v[~y], v[y]
+
+
+def _far_threshold(imp_desc: np.ndarray, far: float) -> tuple[int, float]:
+    """(impostors allowed k = floor(far x n), threshold): the (k+1)-th highest of the mismatched scores
+    ``imp_desc`` (sorted high to low), so that accepting ``score > threshold`` lets at most k through."""
+    k = math.floor(far * len(imp_desc) + 1e-9)
+    return k, (-math.inf if k >= len(imp_desc) else float(imp_desc[k]))
+
+
+def tar_at_far(scores: npt.ArrayLike, is_same: npt.ArrayLike, far: float) -> TarAtFar:
+    """TAR at the lowest threshold whose FAR over the mismatched pairs is <= ``far`` (see TarAtFar)."""
+    imp, gen = _impostor_genuine(scores, is_same, far)
     if len(imp) == 0 or len(gen) == 0:
         return TarAtFar(far, math.nan, math.nan, math.nan)
-    k = math.floor(far * len(imp) + 1e-9)  # impostors we may accept
-    thr = -math.inf if k >= len(imp) else float(imp[k])
+    imp = np.sort(imp)[::-1]
+    k, thr = _far_threshold(imp, far)
     accepted_imp = int((imp > thr).sum())
     tar = float((gen > thr).mean())
     return TarAtFar(far, tar, thr, accepted_imp / len(imp), impostors_allowed=k)
@@ -239,17 +250,13 @@ def tar_at_far_ci(
     so the same input gives the same interval). Cost: ``replicates`` sorts of the mismatched scores."""
     if replicates < 10:
         raise ValueError(f"replicates must be >= 10, got {replicates}")
-    s, y, _ = _check(scores, is_same)
-    v = np.where(np.isnan(s), -np.inf, s)
-    imp, gen = v[~y], v[y]
+    imp, gen = _impostor_genuine(scores, is_same, far)
     if len(imp) == 0 or len(gen) == 0:
         return (math.nan, math.nan)
-    k = math.floor(far * len(imp) + 1e-9)
     rng = np.random.default_rng(seed)
     tars = np.empty(replicates)
     for i in range(replicates):
-        bi = np.sort(imp[rng.integers(0, len(imp), len(imp))])[::-1]
-        thr = -np.inf if k >= len(bi) else bi[k]
+        _, thr = _far_threshold(np.sort(imp[rng.integers(0, len(imp), len(imp))])[::-1], far)
         tars[i] = (gen[rng.integers(0, len(gen), len(gen))] > thr).mean()
     lo, hi = np.percentile(tars, [2.5, 97.5])
     return (float(lo), float(hi))
