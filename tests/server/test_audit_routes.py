@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sightline.governance.audit import entry_hash
+from sightline.governance.crypto import derive_audit_key
 
 PATHS = [
     "/api/audit",
@@ -84,6 +85,8 @@ def test_csv_export_is_a_download_that_is_audited(server):
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert rows and [int(x["seq"]) for x in rows] == sorted(int(x["seq"]) for x in rows)
     last = rows[-1]
+    ring = server.services.gallery.store.cipher.keyring
+    assert last["key_id"] == ring.current.hex()
     assert (
         entry_hash(
             seq=int(last["seq"]),
@@ -96,6 +99,8 @@ def test_csv_export_is_a_download_that_is_audited(server):
             outcome=last["outcome"],
             details=last["details"],
             prev_hash=last["prev_hash"],
+            key=derive_audit_key(ring.keys[ring.current]),
+            key_id=last["key_id"],
         )
         == last["hash"]
     )
