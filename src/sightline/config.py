@@ -295,7 +295,8 @@ class AuditConfig(_Model):
         300.0,
         ge=0,
         le=86400,
-        description="Write a checkpoint when the last one is this old and entries were added since, s; 0: not by time",
+        description="Write a checkpoint when the last one is this old and entries were added since, s; 0: not by "
+        "time (both 0: no checkpoints at all)",
     )
     syslog: bool = Field(False, description="Also send each checkpoint line to syslog/journald")
     syslog_address: str = Field(

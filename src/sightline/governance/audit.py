@@ -791,19 +791,23 @@ class AuditLog:
 
     def _maybe_checkpoint(self, ring: Keyring, *, force: bool = False) -> None:
         cfg = self.config
-        if not force and cfg.checkpoint_every_entries == 0 and cfg.checkpoint_every_s == 0:
-            return
+        if cfg.checkpoint_every_entries == 0 and cfg.checkpoint_every_s == 0:
+            return  # checkpoints off
         try:
             path = checkpoint_path(self.store, ring, cfg)
             with self._cp_lock:
                 last = self._last_checkpoint(path)
                 last_seq, last_ts = (0, self._started) if last is None else last
                 head = self.head()
-                due = force or (
-                    head.seq > last_seq
-                    and (
-                        (cfg.checkpoint_every_entries and head.seq - last_seq >= cfg.checkpoint_every_entries)
-                        or (cfg.checkpoint_every_s and time.time() - last_ts >= cfg.checkpoint_every_s)
+                due = (
+                    force
+                    or last is None
+                    or (
+                        head.seq > last_seq
+                        and (
+                            (cfg.checkpoint_every_entries and head.seq - last_seq >= cfg.checkpoint_every_entries)
+                            or (cfg.checkpoint_every_s and time.time() - last_ts >= cfg.checkpoint_every_s)
+                        )
                     )
                 )
                 if due:
