@@ -279,7 +279,7 @@ class Checkpoint:
 
 
 def _mac(key: bytes, text: str) -> str:
-    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, text.encode("utf-8"), "sha256").hex()  # the one-shot C path (hmac.new is slower)
 
 
 def canonical_details(details: dict[str, Any] | None) -> str:
@@ -747,7 +747,7 @@ class AuditLog:
                 self._force_pending = self._force_pending or first_keyed
             else:
                 force, self._force_pending = first_keyed or self._force_pending, False
-                self._maybe_checkpoint(ring, force=force)
+                self._maybe_checkpoint(ring, ChainHead(seq, h, ts), force=force)
         return AuditEntry(
             seq=seq,
             ts=ts,
@@ -789,7 +789,8 @@ class AuditLog:
             return cp.seq, cp.ts
         return None
 
-    def _maybe_checkpoint(self, ring: Keyring, *, force: bool = False) -> None:
+    def _maybe_checkpoint(self, ring: Keyring, head: ChainHead, *, force: bool = False) -> None:
+        """After ``head`` (the entry just recorded) committed: checkpoint it when due. Never raises."""
         cfg = self.config
         if cfg.checkpoint_every_entries == 0 and cfg.checkpoint_every_s == 0:
             return  # checkpoints off
@@ -798,7 +799,6 @@ class AuditLog:
             with self._cp_lock:
                 last = self._last_checkpoint(path)
                 last_seq, last_ts = (0, self._started) if last is None else last
-                head = self.head()
                 due = (
                     force
                     or last is None
