@@ -586,6 +586,11 @@ def key_rotate_cmd(
             console.print(f"old key(s) {', '.join(report.old_key_ids)} removed from the key file")
         elif report.source == "env":
             console.print("now set SIGHTLINE_KEY to the new key (SIGHTLINE_NEW_KEY) and restart other processes")
+        elif not keep_old:
+            console.print(
+                f"{printable(report.source)} is read-only here: put the new key (SIGHTLINE_NEW_KEY) there, keeping the "
+                "old one after it while older audit entries must verify, and restart other processes"
+            )
 
     emit(as_json, report.to_json(), render)
 

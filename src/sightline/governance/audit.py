@@ -812,7 +812,7 @@ class AuditLog:
                 )
                 if due:
                     self._write_checkpoint(path, ring, head)
-        except (OSError, GalleryError) as e:  # the entry is committed; a checkpoint is retried at the next one
+        except Exception as e:  # the entry is committed: never fail its caller; retried at the next entry
             level = logging.DEBUG if self._cp_warned else logging.WARNING
             logger.log(level, "audit checkpoint not written (%s): %s", type(e).__name__, e)
             self._cp_warned = True
@@ -1128,7 +1128,8 @@ class AuditLog:
 
         JSON: ``{"exported_at", "filters", "head", "entries": [...]}``; head is the chain head when the
         export began, to anchor later verifications. CSV: a header row (``CSV_FIELDS``) then one row per
-        entry, ``ts`` with full precision and ``details`` as compact JSON, so the hashes can be recomputed
+        entry, ``ts`` with full precision, ``details`` as compact JSON and ``key_id`` last, so the hashes can be
+        recomputed by whoever holds the audit key (the old sha256 ones by anyone)
         (text cells a spreadsheet would run as a formula start with an added apostrophe: ``_csv_cell``).
         ``head``: the head to report (default: the head when the first chunk is made); pass the head taken
         before recording the export itself, with ``upto_seq=head.seq``, for an export that is exactly the
