@@ -97,6 +97,11 @@ class Settings(_Model):
     data_dir: Path = Field(default_factory=default_data_dir, description="Where the gallery database lives")
     engine: EngineConfig = Field(default_factory=EngineConfig)
     imaging: ImagingConfig = Field(default_factory=ImagingConfig)
+    key_file: Path | None = Field(
+        None,
+        description="Key file outside the data directory (--key-file); None: SIGHTLINE_KEY_FILE, SIGHTLINE_KEY, a "
+        "systemd credential or <data_dir>/sightline.key",
+    )
 
 
 class CameraConfig(_Model):
@@ -270,6 +275,35 @@ class RetentionConfig(_Model):
     )
 
 
+class AuditConfig(_Model):
+    """Signed checkpoints of the audit chain's head (``sightline.governance.audit``): a separate append-only file
+    that a rewrite of the database cannot match, optionally mirrored to syslog/journald."""
+
+    checkpoint_file: Path | None = Field(
+        None,
+        description="Append-only file of signed chain heads (JSON lines); None: $SIGHTLINE_AUDIT_CHECKPOINTS, "
+        "else audit-checkpoints.jsonl beside a writable key file, else in the data directory. Keep it where "
+        "whoever can write the database cannot (another mount, another machine)",
+    )
+    checkpoint_every_entries: int = Field(
+        100,
+        ge=0,
+        le=1_000_000,
+        description="Write a checkpoint once this many entries were added since the last; 0: not by count",
+    )
+    checkpoint_every_s: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="Write a checkpoint when the last one is this old and entries were added since, s; 0: not by "
+        "time (both 0: no checkpoints at all)",
+    )
+    syslog: bool = Field(False, description="Also send each checkpoint line to syslog/journald")
+    syslog_address: str = Field(
+        "/dev/log", min_length=1, description="Unix socket of the syslog daemon (journald listens on /dev/log)"
+    )
+
+
 class ServerConfig(_Model):
     """``sightline serve``: where it listens, what it keeps, and the limits it enforces per request and user."""
 
@@ -324,4 +358,12 @@ class ServerConfig(_Model):
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig,
         description="Maximum ages of alerts and sightings, enforced by a background job while the server runs",
+    )
+    key_file: Path | None = Field(
+        None,
+        description="Encryption key file, e.g. on another mount than data_dir; None: SIGHTLINE_KEY_FILE, "
+        "SIGHTLINE_KEY, $CREDENTIALS_DIRECTORY/sightline.key (systemd LoadCredential=) or <data_dir>/sightline.key",
+    )
+    audit: AuditConfig = Field(
+        default_factory=AuditConfig, description="Signed checkpoints of the audit chain (file, period, syslog)"
     )

@@ -65,11 +65,11 @@ def match(person_id: int, name: str) -> Match:
     return Match(person_id=person_id, name=name, watchlist="wanted", similarity=0.8, threshold=0.6, est_fmr=1e-6)
 
 
-def populate(data: Path, *, encrypt: bool = True, ts: float = 1_700_000_000.0) -> World:
+def populate(data: Path, *, encrypt: bool = True, ts: float = 1_700_000_000.0, key_file: Path | None = None) -> World:
     from sightline.gallery.store import GalleryStore
 
     photos = data.parent / f"{data.name}-photos"
-    store = GalleryStore.open(data, encrypt=encrypt)
+    store = GalleryStore.open(data, encrypt=encrypt, key_file=key_file)
     g = Gallery(store, FakeEngine())
     g.enroll_person(
         "Ada",
@@ -99,6 +99,13 @@ def populate(data: Path, *, encrypt: bool = True, ts: float = 1_700_000_000.0) -
     audit.record("alice", "search.photo", reason="case 1", client="10.0.0.7", details={"person_id": ada, "faces": 1})
     audit.record("bob", "person.create", target=f"person:{bob}", reason="case 2")
     return World(data, g, audit, ev, ada, bob, crops, s_crop, emb, u_crop, ts)
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_key_settings(monkeypatch):
+    """Key and checkpoint locations come only from what a test sets (never from the machine's environment)."""
+    for name in ("SIGHTLINE_KEY_FILE", "CREDENTIALS_DIRECTORY", "SIGHTLINE_AUDIT_CHECKPOINTS"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

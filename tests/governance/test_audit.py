@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import sqlite3
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,11 +58,20 @@ def tamper(store: GalleryStore, sql: str, params=()) -> None:
     conn.close()
 
 
-def test_entries_form_a_chain_whose_hash_is_sha256_of_canonical_json(log):
+def audit_key_of(store: GalleryStore) -> tuple[str, bytes]:
+    """(key id hex, audit key) of the store's current key, derived here with HKDF as documented."""
+    ring = store.cipher.keyring
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"sightline audit chain v1")
+    return ring.current.hex(), hkdf.derive(ring.keys[ring.current])
+
+
+def test_entries_form_a_chain_whose_hash_is_an_hmac_of_canonical_json(log, store):
     a = log.record("alice", "auth.login", client="10.0.0.7")
     b = log.record("alice", "search.photo", reason="case 17", details={"faces": 2, "watchlist": "wanted"})
     assert (a.seq, b.seq) == (1, 2)
     assert a.prev_hash == GENESIS_HASH and b.prev_hash == a.hash
+    kid, akey = audit_key_of(store)
+    assert a.key_id == b.key_id == kid
     # The documented recipe, computed independently of the implementation.
     payload = {
         "seq": 2,
@@ -72,9 +84,13 @@ def test_entries_form_a_chain_whose_hash_is_sha256_of_canonical_json(log):
         "outcome": "ok",
         "details": '{"faces":2,"watchlist":"wanted"}',
         "prev_hash": a.hash,
+        "key_id": kid,
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert b.hash == hashlib.sha256(text.encode()).hexdigest()
+    assert b.hash == hmac.new(akey, text.encode(), hashlib.sha256).hexdigest()
+    # The key is not the one that seals faces, and the sha256 of the text (the old recipe) is not the hash.
+    assert akey != store.cipher.keyring.keys[store.cipher.keyring.current]
+    assert b.hash != hashlib.sha256(text.encode()).hexdigest()
     report = log.verify()
     assert report.ok and report.entries == 2 and report.head.hash == b.hash and report.first_broken_seq is None
 
@@ -146,7 +162,7 @@ def test_verify_reports_the_first_broken_link(log, store, sql, broken):
     assert report.problem
 
 
-def test_a_rehashed_entry_still_breaks_the_link_to_the_next(log, store):
+def test_an_entry_rehashed_with_the_old_recipe_is_caught_at_that_entry(log, store):
     fill(log)
     e = log.query(order="asc")[2]  # seq 3
     forged = entry_hash(
@@ -161,9 +177,9 @@ def test_a_rehashed_entry_still_breaks_the_link_to_the_next(log, store):
         details=json.dumps(e.details, sort_keys=True, separators=(",", ":")),
         prev_hash=e.prev_hash,
     )
-    tamper(store, "UPDATE audit_log SET actor = 'mallory', hash = ? WHERE seq = 3", (forged,))
-    report = log.verify()
-    assert not report.ok and report.first_broken_seq == 4
+    tamper(store, "UPDATE audit_log SET actor = 'mallory', hash = ?, key_id = NULL WHERE seq = 3", (forged,))
+    report = log.verify(checkpoints=False)
+    assert not report.ok and report.first_broken_seq == 3 and "old unkeyed recipe" in (report.problem or "")
 
 
 def test_a_truncated_tail_is_caught_only_with_an_exported_head(log, store, tmp_path):
@@ -185,17 +201,20 @@ def test_a_rewritten_chain_is_caught_by_the_exported_head(log, store):
     tamper(store, "DELETE FROM audit_log")
     for i in range(3):
         log.record("user0", "camera.update", target=f"camera:x{i}", details={"i": i})
-    assert log.verify().ok
-    report = log.verify(anchor=head)
+    assert log.verify(checkpoints=False).ok
+    report = log.verify(anchor=head, checkpoints=False)
     assert not report.ok and report.first_broken_seq == 3 and "rewritten" in (report.problem or "")
-    assert log.verify(anchor=log.head()).ok
+    assert log.verify(anchor=log.head(), checkpoints=False).ok
+    # The checkpoint written at the first keyed entry catches it without an exported head.
+    report = log.verify()
+    assert not report.ok and report.first_broken_seq == 1 and "checkpoint" in (report.problem or "")
 
 
 def test_appends_from_threads_and_processes_form_one_chain(log, store, tmp_path):
     script = (
         "import sys; from pathlib import Path; from sightline.gallery import GalleryStore;"
         "from sightline.governance.audit import AuditLog;"
-        "s = GalleryStore(Path(sys.argv[1])); a = AuditLog(s)\n"
+        "s = GalleryStore.open(Path(sys.argv[1]).parent); a = AuditLog(s)\n"
         "for i in range(40): a.record('proc' + sys.argv[2], 'camera.update', details={'i': i})\n"
     )
     procs = [
@@ -255,7 +274,8 @@ def test_paged_iteration_covers_every_entry(log):
     assert [e.seq for e in log.iter(order="desc", limit=501)] == list(range(1203, 702, -1))
 
 
-def test_csv_export_holds_everything_needed_to_recompute_the_hashes(log):
+def test_csv_export_holds_everything_needed_to_recompute_the_hashes(log, store):
+    kid, akey = audit_key_of(store)
     log.record("alice", "search.photo", reason='case, with "quotes"', client="::1", details={"name": "Zoë"})
     fill(log, 3)
     buf = io.StringIO()
@@ -274,8 +294,10 @@ def test_csv_export_holds_everything_needed_to_recompute_the_hashes(log):
             outcome=r["outcome"],
             details=r["details"],
             prev_hash=r["prev_hash"],
+            key=akey,
+            key_id=r["key_id"],
         )
-        assert recomputed == r["hash"]
+        assert r["key_id"] == kid and recomputed == r["hash"]
 
 
 def test_csv_export_defuses_spreadsheet_formulas(log):

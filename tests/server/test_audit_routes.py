@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sightline.governance.audit import entry_hash
+from sightline.governance.crypto import derive_audit_key
 
 PATHS = [
     "/api/audit",
@@ -84,6 +85,8 @@ def test_csv_export_is_a_download_that_is_audited(server):
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert rows and [int(x["seq"]) for x in rows] == sorted(int(x["seq"]) for x in rows)
     last = rows[-1]
+    ring = server.services.gallery.store.cipher.keyring
+    assert last["key_id"] == ring.current.hex()
     assert (
         entry_hash(
             seq=int(last["seq"]),
@@ -96,6 +99,8 @@ def test_csv_export_is_a_download_that_is_audited(server):
             outcome=last["outcome"],
             details=last["details"],
             prev_hash=last["prev_hash"],
+            key=derive_audit_key(ring.keys[ring.current]),
+            key_id=last["key_id"],
         )
         == last["hash"]
     )
@@ -152,3 +157,46 @@ def test_any_query_is_answered_or_refused_never_a_server_error(server, params):
         assert r.status_code in (200, 422), (path, params, r.status_code, r.text)
         if r.status_code == 422:
             assert r.json()["detail"]
+
+
+def test_verify_reports_the_signed_checkpoints_as_the_cli_does(make_server, tmp_path):
+    from sightline.config import AuditConfig
+
+    cp = tmp_path / "elsewhere" / "checkpoints.jsonl"
+    server = make_server(audit=AuditConfig(checkpoint_file=cp, checkpoint_every_entries=2, checkpoint_every_s=0))
+    for i in range(5):
+        server.services.audit.record("admin", "camera.create", target=f"camera:c{i}")
+    c = server.client("auditor")
+    ok = c.get("/api/audit/verify").json()
+    assert ok["ok"] and ok["checkpoint_file"] == str(cp) and ok["checkpoints_checked"] >= 2
+    assert ok["keyed_entries"] == ok["entries"] and ok["unkeyed_entries"] == 0
+    assert c.get("/api/audit").json()[0]["key_id"] == server.services.gallery.store.cipher.keyring.current.hex()
+    # Cut the tail of the database: the signed checkpoints name entries it no longer has.
+    head = server.services.audit.head().seq
+    conn = sqlite3.connect(server.services.gallery.store.path)
+    conn.execute("DROP TRIGGER audit_log_no_delete")
+    conn.execute("DELETE FROM audit_log WHERE seq > 2")
+    conn.commit()
+    conn.close()
+    assert head > 2
+    bad = c.get("/api/audit/verify").json()
+    assert not bad["ok"] and "removed from the tail" in bad["problem"]
+    cli_view = server.services.audit.verify().to_json()
+    assert {k: v for k, v in bad.items() if k != "entries" and k != "head"} == {
+        k: v for k, v in cli_view.items() if k != "entries" and k != "head"
+    }
+
+
+def test_the_server_uses_its_key_file_setting_and_checkpoints_at_shutdown(make_server, tmp_path):
+    key = tmp_path / "keymount" / "sightline.key"
+    server = make_server(key_file=key)
+    store = server.services.gallery.store
+    assert store.cipher.keyring.source == str(key) and key.exists()
+    assert not (store.path.parent / "sightline.key").exists()
+    cp = key.parent / "audit-checkpoints.jsonl"  # beside the key file, by default
+    server.services.audit.record("admin", "camera.create", target="camera:x")  # starts the file
+    server.services.audit.record("admin", "camera.create", target="camera:y")  # not due (100 entries / 300 s)
+    head = server.services.audit.head().seq
+    assert json.loads(cp.read_text().splitlines()[-1])["seq"] < head
+    server.services.stop()  # what the lifespan does at shutdown
+    assert json.loads(cp.read_text().splitlines()[-1])["seq"] == head

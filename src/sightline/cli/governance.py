@@ -115,22 +115,44 @@ def audit_verify(
             "or rewritten log."
         ),
     ] = None,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(
+            help="The signed checkpoint file to check against (default: $SIGHTLINE_AUDIT_CHECKPOINTS, else "
+            "audit-checkpoints.jsonl beside the key file or in the data directory, when it exists)."
+        ),
+    ] = None,
+    no_checkpoints: Annotated[
+        bool, typer.Option("--no-checkpoints", help="Check the chain alone, without the checkpoint file.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Walk the hash chain; report the first broken link. Exit 1 when the log was tampered with."""
+    """Walk the HMAC chain and the signed checkpoints; report the first broken link. Exit 1 when the log was
+    tampered with (edited, rehashed, truncated) or cannot be verified with the keys at hand."""
     from sightline.governance.audit import AuditError, AuditLog, ChainHead
 
+    if no_checkpoints and checkpoints is not None:
+        fail("give --checkpoints or --no-checkpoints, not both", as_json=as_json)
     with _store(ctx, as_json) as store:
         try:
             head = ChainHead.load(anchor) if anchor is not None else None
         except AuditError as e:
             fail(str(e), as_json=as_json)
-        report = AuditLog(store).verify(anchor=head)
+        report = AuditLog(store).verify(anchor=head, checkpoints=False if no_checkpoints else checkpoints)
 
     def render() -> None:
         if report.ok:
             extra = f"; matches the saved head (entry {head.seq})" if head is not None else ""
-            console.print(f"[green]audit log intact[/]: {report.entries} entries, head {report.head.hash}{extra}")
+            if report.checkpoint_file is not None:
+                extra += (
+                    f"; {report.checkpoints_checked} signed checkpoint(s) in {printable(report.checkpoint_file)} match"
+                )
+            else:
+                extra += "; no checkpoint file (a rewrite of the whole log with the old recipe would pass)"
+            keyed = f"{report.keyed_entries} keyed, {report.unkeyed_entries} from before keyed chains"
+            console.print(
+                f"[green]audit log intact[/]: {report.entries} entries ({keyed}), head {report.head.hash}{extra}"
+            )
         else:
             where = f" at entry {report.first_broken_seq}" if report.first_broken_seq is not None else ""
             console.print(f"[bold red]audit log BROKEN{where}[/]: {printable(report.problem or '')}")
@@ -159,6 +181,30 @@ def audit_head(
     if out is not None:
         out.write_text(json.dumps(head.to_json()) + "\n", encoding="utf-8")
     emit(as_json, head.to_json(), lambda: console.print(f"seq {head.seq}  hash {head.hash}  at {_fmt_ts(head.ts)}"))
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Append a signed checkpoint of the chain head to the checkpoint file now (e.g. from cron), unless the
+    last one already names it."""
+    from sightline.governance.audit import AuditLog
+
+    with _store(ctx, as_json) as store:
+        log = AuditLog(store)
+        path = log.checkpoint_file()
+        try:
+            cp = log.checkpoint()
+        except OSError as e:
+            fail(f"cannot write checkpoint file {path}: {type(e).__name__}: {e.strerror}", as_json=as_json)
+    doc = {"file": str(path), "written": cp is not None, "checkpoint": None if cp is None else cp.payload()}
+
+    def render() -> None:
+        if cp is None:
+            console.print(f"nothing new to checkpoint in {printable(str(path))}")
+        else:
+            console.print(f"checkpoint of entry {cp.seq} ({cp.hash}) appended to {printable(str(path))}")
+
+    emit(as_json, doc, render)
 
 
 @audit_app.command("list")
@@ -540,6 +586,11 @@ def key_rotate_cmd(
             console.print(f"old key(s) {', '.join(report.old_key_ids)} removed from the key file")
         elif report.source == "env":
             console.print("now set SIGHTLINE_KEY to the new key (SIGHTLINE_NEW_KEY) and restart other processes")
+        elif not keep_old:
+            console.print(
+                f"{printable(report.source)} is read-only here: put the new key (SIGHTLINE_NEW_KEY) there, keeping the "
+                "old one after it while older audit entries must verify, and restart other processes"
+            )
 
     emit(as_json, report.to_json(), render)
 

@@ -116,6 +116,15 @@ def _main(
     threads: Annotated[int, typer.Option(min=0, max=256, help="CPU threads for the onnx backend (0 = all).")] = 0,
     model: ModelOpt = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-v, -vv).")] = 0,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            envvar="SIGHTLINE_KEY_FILE",
+            help="Encryption key file, e.g. on another mount than the data directory (created 0600 when missing). "
+            "Default: SIGHTLINE_KEY, then $CREDENTIALS_DIRECTORY/sightline.key, then <data-dir>/sightline.key.",
+        ),
+    ] = None,
 ) -> None:
     from pydantic import ValidationError
 
@@ -127,8 +136,31 @@ def _main(
         engine = EngineConfig(backend=backend, detector=detector, upsample=upsample, threads=threads)
     except ValidationError as exc:
         fail("; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors()))
-    ctx.obj = CliState(Settings(data_dir=data_dir or default_data_dir(), engine=engine))
+    if key_file is not None:
+        key_file = _export_key_file(ctx, key_file)
+    ctx.obj = CliState(Settings(data_dir=data_dir or default_data_dir(), engine=engine, key_file=key_file))
     apply_model(ctx.obj, model)
+
+
+def _export_key_file(ctx: typer.Context, key_file: Path) -> Path:
+    """Make ``--key-file`` the key file of every store this command opens (as ``SIGHTLINE_KEY_FILE``, which
+    child processes inherit too); the variable is put back when the command ends."""
+    import os
+
+    from sightline.governance.crypto import KEY_FILE_ENV
+
+    path = key_file.expanduser().absolute()
+    before = os.environ.get(KEY_FILE_ENV)
+    os.environ[KEY_FILE_ENV] = str(path)
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop(KEY_FILE_ENV, None)
+        else:
+            os.environ[KEY_FILE_ENV] = before
+
+    ctx.call_on_close(restore)
+    return path
 
 
 def main() -> None:

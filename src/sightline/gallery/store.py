@@ -329,8 +329,19 @@ SCHEMA_V5: tuple[str, ...] = (
     "CHECK (threshold_templates IS NULL OR threshold_templates IN ('per-photo', 'fused'))",
 )
 
+#: Schema version 6: a keyed audit chain. ``audit_log.key_id`` names the scheme and key of each entry:
+#: NULL for the entries written before (``hash`` = sha256 of the canonical JSON, schema 4's recipe), else
+#: the 16-hex id of the master key whose HKDF-derived audit key made ``hash`` = HMAC-SHA256 of the
+#: canonical JSON including ``key_id`` (``sightline.governance.audit``). The partial index finds the first
+#: keyed entry at once (no unkeyed entry may follow it). Frozen once released.
+SCHEMA_V6: tuple[str, ...] = (
+    "ALTER TABLE audit_log ADD COLUMN key_id TEXT "
+    "CHECK (key_id IS NULL OR (length(key_id) = 16 AND key_id NOT GLOB '*[^0-9a-f]*'))",
+    "CREATE INDEX audit_log_keyed ON audit_log(seq) WHERE key_id IS NOT NULL",
+)
+
 #: ``MIGRATIONS[i]`` takes a file from schema version i to i + 1. Append only.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -484,7 +495,9 @@ class GalleryStore:
             raise
 
     @classmethod
-    def open(cls, data_dir: Path, *, encrypt: bool = True, busy_timeout_s: float = 10.0) -> GalleryStore:
+    def open(
+        cls, data_dir: Path, *, encrypt: bool = True, busy_timeout_s: float = 10.0, key_file: Path | None = None
+    ) -> GalleryStore:
         """The gallery in ``data_dir`` (``gallery.sqlite3``), created with its parents if missing.
 
         ``encrypt`` (the default): biometric blobs are sealed with AES-GCM (``sightline.governance.crypto``)
@@ -492,7 +505,9 @@ class GalleryStore:
         run. A gallery that already holds sealed blobs but whose key is missing is refused rather than
         given a new key (which would silently leave the old faces unreadable), and so is a key that does not
         open its newest sealed descriptor (a wrong ``SIGHTLINE_KEY``). ``encrypt=False`` opens it
-        without a cipher: plain blobs read and write, sealed ones raise on read.
+        without a cipher: plain blobs read and write, sealed ones raise on read. ``key_file``: a key file
+        outside the data directory (else ``SIGHTLINE_KEY_FILE``, a systemd credential ...:
+        ``sightline.governance.crypto.key_source``).
         """
         data_dir = Path(data_dir)
         store = cls(data_dir / GALLERY_FILE, busy_timeout_s=busy_timeout_s)
@@ -502,12 +517,13 @@ class GalleryStore:
             # Imported here: governance builds on the gallery, the gallery only plugs its cipher in.
             from sightline.governance import crypto
 
-            if not crypto.has_key(data_dir) and store.sealed_blob_count(limit=1):
+            if not crypto.has_key(data_dir, key_file=key_file) and store.sealed_blob_count(limit=1):
+                src = crypto.key_source(data_dir, key_file=key_file)
                 raise GalleryError(
                     f"gallery {store.path} holds encrypted faces but its key is missing: restore "
-                    f"{crypto.key_file(data_dir)} (or set {crypto.KEY_ENV}); a new key would not open them"
+                    f"{src.describe()} (or set {crypto.KEY_ENV}); a new key would not open them"
                 )
-            cipher = crypto.cipher_for(data_dir)
+            cipher = crypto.cipher_for(data_dir, key_file=key_file)
             crypto.check_opens(store, cipher)
             store.set_cipher(cipher)
         except BaseException:

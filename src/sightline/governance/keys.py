@@ -14,9 +14,13 @@ Rotation, with the key file (the default):
    backups taken before). Freed pages are zeroed (``secure_delete``) and the WAL is truncated, so no blob
    under the dropped key remains in the file.
 
-With ``SIGHTLINE_KEY`` (keys in the environment) nothing can be written back: pass the new key
-(``new_key``, e.g. from ``SIGHTLINE_NEW_KEY``); afterwards set ``SIGHTLINE_KEY`` to the new key (followed
-by the old one while other processes still run with it) and restart them.
+With ``SIGHTLINE_KEY`` (keys in the environment), a systemd credential or a key file holding only key text,
+nothing can be written back: pass the new key (``new_key``, e.g. from ``SIGHTLINE_NEW_KEY``); afterwards put
+the new key there (followed by the old one while other processes still run with it) and restart them.
+
+The audit chain stays verifiable: entries name the master key whose derived audit key signed them, and the
+key file keeps the derived audit keys of the keys it drops (``Keyring.audit_keys``; they open no blob).
+With keys outside a writable key file, keep the old key listed after the new one to verify older entries.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from sightline.governance.crypto import (
     Keyring,
     KeyringError,
     blob_key_id,
+    derive_audit_key,
     generate_key,
-    key_file,
     key_id,
     load_keyring,
     write_key_file,
@@ -94,8 +98,8 @@ def blob_census(store: GalleryStore) -> dict[str, dict[str, int]]:
     return out
 
 
-def key_status(store: GalleryStore, data_dir: Path) -> KeyStatus:
-    ring = load_keyring(data_dir, create=False)
+def key_status(store: GalleryStore, data_dir: Path, *, key_file: Path | None = None) -> KeyStatus:
+    ring = load_keyring(data_dir, create=False, key_file=key_file)
     return KeyStatus(
         source=ring.source,
         current_key_id=ring.current.hex(),
@@ -138,17 +142,20 @@ def rotate_key(
     new_key: bytes | None = None,
     keep_old: bool = False,
     client: str | None = None,
+    key_file: Path | None = None,
 ) -> RotationReport:
     """Make a new key current and re-seal every blob under it (see the module docstring for the steps and
     what a crash leaves). ``new_key``: required when the keys come from ``SIGHTLINE_KEY``; else a random
     key is made. Sets the store's cipher to the new keyring. Raises ``KeyringError``."""
     t0 = time.perf_counter()
     data_dir = Path(data_dir)
-    old = load_keyring(data_dir, create=False)
-    if old.from_env and new_key is None:
+    old = load_keyring(data_dir, create=False, key_file=key_file)
+    fixed = old.from_env or old.read_only
+    if fixed and new_key is None:
+        where = "SIGHTLINE_KEY" if old.from_env else f"{old.source} (read-only)"
         raise KeyringError(
-            "the key comes from SIGHTLINE_KEY, which cannot be rewritten: generate a key "
-            "(sightline key generate), pass it as SIGHTLINE_NEW_KEY, then set SIGHTLINE_KEY to it"
+            f"the key comes from {where}, which cannot be rewritten: generate a key "
+            "(sightline key generate), pass it as SIGHTLINE_NEW_KEY, then put it there in place of the old one"
         )
     key = generate_key() if new_key is None else new_key
     new_id = key_id(key)
@@ -160,8 +167,10 @@ def rotate_key(
         current=new_id,
         source=old.source,
         created_at={**old.created_at, new_id: now},
+        audit_keys=old.audit_keys,
+        read_only=old.read_only,
     )
-    path = None if old.from_env else key_file(data_dir)
+    path = None if fixed else Path(old.source)
     if path is not None:
         write_key_file(path, ring)  # step 1: both keys readable, the new one seals
     cipher = AesGcmCipher(ring, key_path=path)
@@ -189,7 +198,11 @@ def rotate_key(
         stragglers = sum(_reseal_all(store, cipher, new_id).values())
     # Dropped only after that commit: a crash before it leaves both keys in the file, nothing unreadable.
     if not keep_old and path is not None:
-        final = Keyring(keys={new_id: key}, current=new_id, source=old.source, created_at={new_id: now})
+        # The dropped keys' audit keys stay: entries they signed must still verify (they open no blob).
+        retired = {**old.audit_keys, **{kid: derive_audit_key(k) for kid, k in old.keys.items()}}
+        final = Keyring(
+            keys={new_id: key}, current=new_id, source=old.source, created_at={new_id: now}, audit_keys=retired
+        )
         write_key_file(path, final)
         store.set_cipher(AesGcmCipher(final, key_path=path))
         dropped = True

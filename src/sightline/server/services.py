@@ -301,11 +301,14 @@ class Services:
                 "max_file_bytes": min(config.imaging.max_file_bytes, config.max_upload_bytes),
             }
         )
-        gallery = Gallery.open(config.data_dir, engine, imaging)
-        store = gallery.store  # GalleryStore.open plugs in the governance cipher (encryption at rest)
+        from sightline.gallery.store import GalleryStore
+
+        # GalleryStore.open plugs in the governance cipher (encryption at rest), from config.key_file when set.
+        gallery = Gallery(GalleryStore.open(config.data_dir, key_file=config.key_file), engine, imaging)
+        store = gallery.store
         stores = EventStores(store)
         bus = EventBus()
-        audit = AuditLog(store)
+        audit = AuditLog(store, config=config.audit)
         return cls(
             config=config,
             gallery=gallery,
@@ -326,7 +329,12 @@ class Services:
     def start(self) -> None:
         """Start the background work: the notifier (woken by every alert published on ``bus``), the
         retention job (a purge now, then every ``config.retention.purge_interval_s``) and, with
-        ``config.start_cameras``, the stored cameras. A part that fails to start is logged; the rest runs."""
+        ``config.start_cameras``, the stored cameras. A part that fails to start is logged; the rest runs.
+        The audit log's signed checkpoints are written every ``config.audit.checkpoint_every_s`` meanwhile."""
+        try:
+            self.audit.start_checkpoints()
+        except Exception:
+            logger.exception("audit checkpoint thread could not be started; checkpoints follow the entry count")
         if self.notifier is not None:
             try:
                 self.notifier.start()
@@ -352,6 +360,7 @@ class Services:
                 logger.exception("notifier did not stop cleanly")
         if self.retention is not None:
             self.retention.stop()
+        self.audit.stop_checkpoints()  # the shutdown checkpoint: anchors the last entries (never raises)
 
     def close(self) -> None:
         self.stop()

@@ -5,8 +5,9 @@
   duration ago (``24h``); blank parameters are ignored (the console's filter form sends them).
 - ``GET /api/audit/export?format=csv|json`` (same filters) -> a download in chain order, streamed; the JSON
   carries the chain head. Every export is itself audited (``audit.export``) before it is sent.
-- ``GET /api/audit/verify[?anchor_seq=&anchor_hash=]`` -> the chain check (``VerifyReport``); with a chain head
-  saved earlier it also detects a truncated or rewritten log.
+- ``GET /api/audit/verify[?anchor_seq=&anchor_hash=]`` -> the chain check (``VerifyReport``, the same as
+  ``sightline audit verify``): HMAC chain, and the server's signed checkpoint file when it exists; with a chain
+  head saved earlier it also detects a truncated or rewritten log.
 - ``GET /api/audit/head`` -> the newest entry's seq and hash, to keep outside the server.
 """
 
@@ -29,7 +30,8 @@ Auditor = Annotated[CurrentUser, Depends(require_roles("auditor", "admin"))]
 
 
 class AuditEntryPublic(BaseModel):
-    """One audit entry. ts: epoch s; details: small JSON object (never biometric); hash/prev_hash: hex sha256."""
+    """One audit entry. ts: epoch s; details: small JSON object (never biometric); hash/prev_hash: 64 hex chars
+    (HMAC-SHA256 under the audit key of ``key_id``; sha256 for entries from before keyed chains, key_id null)."""
 
     seq: int
     ts: float
@@ -42,6 +44,7 @@ class AuditEntryPublic(BaseModel):
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    key_id: str | None = None
 
 
 class ChainHeadPublic(BaseModel):
@@ -54,9 +57,13 @@ class VerifyPublic(BaseModel):
     ok: bool = Field(description="Every link holds (and the anchor, when given, matches)")
     entries: int = Field(description="Entries verified (up to the first broken one)")
     head: ChainHeadPublic
-    first_broken_seq: int | None = Field(description="First entry whose link or hash is wrong")
+    first_broken_seq: int | None = Field(description="First entry whose link, hash, key or checkpoint is wrong")
     problem: str | None = Field(description="What is wrong, for people")
     anchor_checked: bool
+    keyed_entries: int = Field(0, description="Entries checked with their HMAC")
+    unkeyed_entries: int = Field(0, description="Entries from before keyed chains, checked with sha256")
+    checkpoint_file: str | None = Field(None, description="The signed checkpoint file read (null: none)")
+    checkpoints_checked: int = Field(0, description="Checkpoints whose signature held")
 
 
 class _Filters(BaseModel):
@@ -164,7 +171,8 @@ def verify_audit(
         str | None, Query(pattern="^[0-9a-f]{64}$", description="Hash of that saved chain head")
     ] = None,
 ) -> VerifyPublic:
-    """Walk the hash chain and report the first broken link (and check a saved head, when given)."""
+    """Walk the hash chain and report the first broken link; check the signed checkpoints (and a saved head,
+    when given)."""
     if (anchor_seq is None) != (anchor_hash is None):
         raise HTTPException(422, "give both anchor_seq and anchor_hash, or neither")
     anchor = None if anchor_seq is None else ChainHead(anchor_seq, anchor_hash or "")
